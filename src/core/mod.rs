@@ -1,0 +1,4 @@
+//! The pure core: inventory, hierarchy, playbook, plan, rendering and log parsing.
+//!
+//! Nothing here performs I/O or uses async: callers read files and pass text in. A test checks
+//! that no file under `src/core` names tokio, reqwest, indicatif or `std::fs`.

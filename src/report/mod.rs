@@ -1,0 +1,1 @@
+//! Reporting: one event vocabulary, three sinks (progress bars, plain lines, NDJSON).

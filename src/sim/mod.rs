@@ -1,0 +1,2 @@
+//! The simulator: a world of WSUS servers and client computers behind a real WinRM endpoint on
+//! loopback. It depends on nothing of the executor; the executor never knows it talks to it.
