@@ -1,6 +1,68 @@
-//! Command-line definitions and one file per command.
+//! Command-line definitions and one file per command. Arguments are parsed purely (clap), then
+//! each command combines them with the environment once.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::exit;
+
+pub mod inputs;
+pub mod plan;
+pub mod validate;
+
+/// Apply Microsoft KB 954960 to every server of a WSUS 3.0 hierarchy, top-down, over WinRM.
+#[derive(Debug, Parser)]
+#[command(name = "wsusfix", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check an inventory (and a playbook) and report every problem with its line and column.
+    Validate(validate::ValidateArgs),
+    /// Print what `apply` would do, in which order and why, without touching any server.
+    Plan(plan::PlanArgs),
+}
+
+/// The inventory and playbook options shared by most commands.
+#[derive(Debug, Clone, clap::Args)]
+pub struct InputArgs {
+    /// Inventory file (YAML; docs/inventory.md).
+    #[arg(short = 'i', long = "inventory", value_name = "INV")]
+    pub inventory: PathBuf,
+    /// Playbook file (YAML; docs/playbook.md). Default: the built-in KB 954960 playbook.
+    #[arg(short = 'p', long = "playbook", value_name = "PLAYBOOK")]
+    pub playbook: Option<PathBuf>,
+}
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
-    crate::exit::OK
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp
+                | clap::error::ErrorKind::DisplayVersion
+                | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => exit::OK,
+                _ => exit::INVALID,
+            };
+        }
+    };
+    run(cli)
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> i32 {
+    let mut out = std::io::stdout().lock();
+    let mut err = std::io::stderr().lock();
+    match cli.command {
+        Command::Validate(a) => validate::run(&a, &mut out, &mut err),
+        Command::Plan(a) => plan::run(&a, &mut out, &mut err),
+    }
 }

@@ -2,3 +2,11 @@
 //!
 //! Nothing here performs I/O or uses async: callers read files and pass text in. A test checks
 //! that no file under `src/core` names tokio, reqwest, indicatif or `std::fs`.
+
+pub mod diag;
+pub mod hierarchy;
+pub mod inventory;
+pub mod plan;
+pub mod playbook;
+pub mod render;
+pub mod yaml;
