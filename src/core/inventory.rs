@@ -218,6 +218,12 @@ pub struct ClientComputer {
     pub winrm: WinrmTarget,
     /// The account to use on it.
     pub credentials: Credentials,
+    /// Where its name is written.
+    #[serde(skip)]
+    pub span: Span,
+    /// Where its address is written.
+    #[serde(skip)]
+    pub address_span: Span,
 }
 
 /// One WSUS server.
@@ -246,6 +252,9 @@ pub struct Server {
     /// Where its name is written (for later diagnostics).
     #[serde(skip)]
     pub span: Span,
+    /// Where its address is written.
+    #[serde(skip)]
+    pub address_span: Span,
 }
 
 /// A validated inventory. Servers are sorted by name.
@@ -386,9 +395,15 @@ struct Validator<'d> {
 /// A mapping being read: remembers which keys were looked at to report unknown ones.
 struct Fields<'n> {
     entries: &'n [(Node, Node)],
+    /// Known keys suggested for unknown ones (a typo of a required key is reported once).
+    suggested: Vec<&'static str>,
 }
 
 impl<'n> Fields<'n> {
+    fn suggested(&self, key: &str) -> bool {
+        self.suggested.contains(&key)
+    }
+
     fn get(&self, key: &str) -> Option<&'n Node> {
         self.entries
             .iter()
@@ -407,7 +422,12 @@ impl<'d> Validator<'d> {
     }
 
     /// Opens a mapping, reporting unknown and duplicate keys. `what` names it in messages.
-    fn fields<'n>(&mut self, node: &'n Node, what: &str, allowed: &[&str]) -> Option<Fields<'n>> {
+    fn fields<'n>(
+        &mut self,
+        node: &'n Node,
+        what: &str,
+        allowed: &[&'static str],
+    ) -> Option<Fields<'n>> {
         let Some(entries) = node.as_map() else {
             self.err(Diagnostic::error(
                 format!("{what} must be a mapping, found {}", node.kind()),
@@ -416,6 +436,7 @@ impl<'d> Validator<'d> {
             return None;
         };
         let mut seen: HashMap<&str, Span> = HashMap::new();
+        let mut suggested = Vec::new();
         for (k, _) in entries {
             let Some(key) = k.as_scalar_text() else {
                 self.err(Diagnostic::error(
@@ -436,13 +457,14 @@ impl<'d> Validator<'d> {
                 let mut d = Diagnostic::error(format!("unknown key `{key}` in {what}"), k.span);
                 if let Some(s) = did_you_mean(key, allowed.iter().copied()) {
                     d = d.with_label(format!("did you mean `{s}`?"));
+                    suggested.push(s);
                 } else {
                     d = d.with_help(format!("allowed keys: {}", allowed.join(", ")));
                 }
                 self.err(d);
             }
         }
-        Some(Fields { entries })
+        Some(Fields { entries, suggested })
     }
 
     fn string(&mut self, node: &Node, what: &str) -> Option<String> {
@@ -853,6 +875,9 @@ impl<'d> Validator<'d> {
             _ => Defaults::default(),
         };
         let Some(servers_node) = top.get("servers") else {
+            if top.suggested("servers") {
+                return None;
+            }
             self.err(
                 Diagnostic::error("the inventory has no `servers:` mapping", root.span).with_help(
                     "list the WSUS servers under `servers:`, keyed by name; see docs/inventory.md",
@@ -876,7 +901,7 @@ impl<'d> Validator<'d> {
         }
 
         let mut servers: Vec<Server> = Vec::with_capacity(entries.len());
-        let mut upstream_spans: HashMap<String, Span> = HashMap::new();
+        let mut upstream_spans: HashMap<String, (String, Span)> = HashMap::new();
         let mut name_spans: BTreeMap<String, Span> = BTreeMap::new();
         let mut ok = true;
         for (key, body) in entries {
@@ -912,14 +937,14 @@ impl<'d> Validator<'d> {
 
         // Cross-server checks: upstream names, cycles, shared names and addresses.
         let names: Vec<&str> = name_spans.keys().map(String::as_str).collect();
-        for s in &servers {
-            if let Some(up) = &s.upstream
-                && !name_spans.contains_key(up)
-            {
-                let span = upstream_spans.get(&s.name).copied().unwrap_or(s.span);
+        // Every written upstream link counts, including those of servers with other errors.
+        let mut links: Vec<(&String, &(String, Span))> = upstream_spans.iter().collect();
+        links.sort_by_key(|(_, (_, span))| *span);
+        for (name, (up, span)) in &links {
+            if !name_spans.contains_key(up.as_str()) {
                 let mut d = Diagnostic::error(
-                    format!("server `{}` names an unknown upstream `{up}`", s.name),
-                    span,
+                    format!("server `{name}` names an unknown upstream `{up}`"),
+                    *span,
                 );
                 if let Some(m) = did_you_mean(up, names.iter().copied()) {
                     d = d.with_label(format!("did you mean `{m}`?"));
@@ -930,16 +955,16 @@ impl<'d> Validator<'d> {
                 ok = false;
             }
         }
-        let edges: Vec<(&str, &str)> = servers
+        let edges: Vec<(&str, &str)> = links
             .iter()
-            .filter_map(|s| s.upstream.as_deref().map(|u| (s.name.as_str(), u)))
+            .map(|(n, (u, _))| (n.as_str(), u.as_str()))
             .filter(|(_, u)| name_spans.contains_key(*u))
             .collect();
         for cycle in hierarchy::find_cycles(&edges) {
             let first = &cycle[0];
             let span = upstream_spans
                 .get(first)
-                .copied()
+                .map(|(_, span)| *span)
                 .or_else(|| name_spans.get(first).copied())
                 .unwrap_or_default();
             let mut path = cycle.clone();
@@ -963,7 +988,7 @@ impl<'d> Validator<'d> {
                         "address {} of server `{}` is also used by {other}",
                         s.address, s.name
                     ),
-                    s.span,
+                    s.address_span,
                 ));
                 ok = false;
             } else {
@@ -979,7 +1004,7 @@ impl<'d> Validator<'d> {
                             "client name `{}` under server `{}` is also used by {other}",
                             c.name, s.name
                         ),
-                        s.span,
+                        c.span,
                     ));
                     ok = false;
                 } else {
@@ -992,7 +1017,7 @@ impl<'d> Validator<'d> {
                             "address {} of client `{}` is also used by {other}",
                             c.address, c.name
                         ),
-                        s.span,
+                        c.address_span,
                     ));
                     ok = false;
                 } else {
@@ -1033,7 +1058,7 @@ impl<'d> Validator<'d> {
         span: Span,
         body: &Node,
         defaults: &Defaults,
-        upstream_spans: &mut HashMap<String, Span>,
+        upstream_spans: &mut HashMap<String, (String, Span)>,
     ) -> Option<Server> {
         let what = format!("server `{name}`");
         let f = self.fields(body, &what, SERVER_KEYS)?;
@@ -1047,6 +1072,7 @@ impl<'d> Validator<'d> {
                     ("autonomous", Role::Autonomous),
                 ],
             ),
+            None if f.suggested("role") => None,
             None => {
                 self.err(
                     Diagnostic::error(format!("{what} has no role"), span)
@@ -1055,21 +1081,23 @@ impl<'d> Validator<'d> {
                 None
             }
         };
+        let mut broken = false;
         let upstream = match f.get("upstream") {
             Some(n) => {
                 let up = self.string(n, "upstream");
-                if up.is_some() {
-                    upstream_spans.insert(name.to_string(), n.span);
+                if let Some(u) = &up {
+                    upstream_spans.insert(name.to_string(), (u.clone(), n.span));
                 }
                 if role == Some(Role::Upstream) {
                     self.err(
                         Diagnostic::error(format!("{what} is `role: upstream` but names an upstream"), n.span)
                             .with_help("an upstream server syncs from Microsoft Update; a server that syncs from another WSUS server is `role: replica` or `role: autonomous`"),
                     );
-                    return None;
+                    broken = true;
                 }
                 up
             }
+            None if f.suggested("upstream") => None,
             None => {
                 if let Some(r @ (Role::Replica | Role::Autonomous)) = role {
                     self.err(
@@ -1081,13 +1109,15 @@ impl<'d> Validator<'d> {
                             "a {r} server syncs from another WSUS server: add `upstream: NAME`"
                         )),
                     );
-                    return None;
+                    broken = true;
                 }
                 None
             }
         };
+        let address_span = f.get("address").map(|n| n.span).unwrap_or(span);
         let address = match f.get("address") {
             Some(n) => self.address(n, &what),
+            None if f.suggested("address") => None,
             None => {
                 self.err(
                     Diagnostic::error(format!("{what} has no address"), span)
@@ -1154,7 +1184,7 @@ impl<'d> Validator<'d> {
         let (Some(role), Some(address), Some(credentials)) = (role, address, credentials) else {
             return None;
         };
-        if !clients_ok {
+        if !clients_ok || broken {
             return None;
         }
         if version.is_none() && f.get("version").is_some() {
@@ -1175,6 +1205,7 @@ impl<'d> Validator<'d> {
             credentials,
             clients,
             span,
+            address_span,
         })
     }
 
@@ -1209,8 +1240,10 @@ impl<'d> Validator<'d> {
         }
         let what = format!("client `{name}`");
         let f = self.fields(body, &what, CLIENT_KEYS)?;
+        let address_span = f.get("address").map(|n| n.span).unwrap_or(key.span);
         let address = match f.get("address") {
             Some(n) => self.address(n, &what),
+            None if f.suggested("address") => None,
             None => {
                 self.err(Diagnostic::error(
                     format!("{what} has no address"),
@@ -1245,6 +1278,8 @@ impl<'d> Validator<'d> {
             address: address?,
             winrm,
             credentials,
+            span: key.span,
+            address_span,
         })
     }
 }
@@ -1428,9 +1463,16 @@ servers:
             "{e:?}"
         );
         assert!(
-            e.iter().any(|(_, _, m)| m.contains("has no address")),
+            e.iter()
+                .any(|(l, _, m)| *l == 14 && m.contains("unknown upstream `wsus-hqq`")),
             "{e:?}"
         );
+        // The typo of a required key is one problem, not two.
+        assert!(
+            !e.iter().any(|(_, _, m)| m.contains("has no address")),
+            "{e:?}"
+        );
+        assert_eq!(e.len(), 3, "{e:?}");
     }
 
     #[test]

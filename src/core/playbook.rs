@@ -224,7 +224,11 @@ pub fn load(text: &str) -> Loaded {
             );
             None
         }
-        Ok(Some(root)) => Checker { diags: &mut diags }.playbook(&root),
+        Ok(Some(root)) => Checker {
+            diags: &mut diags,
+            update_poisoned: false,
+        }
+        .playbook(&root),
     };
     super::diag::sort(&mut diags);
     let has_errors = diags.iter().any(Diagnostic::is_error);
@@ -258,6 +262,8 @@ const GROUPS: &[(&str, &str)] = &[("all-computers", ALL_COMPUTERS_GROUP_ID)];
 
 struct Checker<'d> {
     diags: &'d mut Vec<Diagnostic>,
+    /// The top-level `update` was given but invalid (already reported).
+    update_poisoned: bool,
 }
 
 fn keys_of(node: &Node) -> HashMap<&str, (&Node, &Node)> {
@@ -384,7 +390,11 @@ impl Checker<'_> {
             None => String::new(),
         };
         let update = match top.get("update") {
-            Some((_, v)) => self.guid(v, "update"),
+            Some((_, v)) => {
+                let u = self.guid(v, "update");
+                self.update_poisoned = u.is_none();
+                u
+            }
             None => None,
         };
         let unaffected = match top.get("unaffected") {
@@ -647,6 +657,7 @@ impl Checker<'_> {
                 Some(n) => c.guid(n, "update"),
                 None => match update {
                     Some(u) => Some(u.to_string()),
+                    None if c.update_poisoned => None,
                     None => {
                         c.err(
                             Diagnostic::error(format!("step `{aname}` has no update"), anode.span)
