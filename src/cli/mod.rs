@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 use crate::exit;
 
+pub mod bench;
 pub mod inputs;
 pub mod plan;
 pub mod validate;
@@ -27,6 +28,8 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     /// Print what `apply` would do, in which order and why, without touching any server.
     Plan(plan::PlanArgs),
+    /// Measure: plan (planning time and memory for generated hierarchies).
+    Bench(bench::BenchArgs),
 }
 
 /// The inventory and playbook options shared by most commands.
@@ -64,5 +67,6 @@ pub fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Validate(a) => validate::run(&a, &mut out, &mut err),
         Command::Plan(a) => plan::run(&a, &mut out, &mut err),
+        Command::Bench(a) => bench::run(&a, &mut out, &mut err),
     }
 }

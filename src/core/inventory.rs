@@ -1029,24 +1029,25 @@ impl<'d> Validator<'d> {
             return None;
         }
         let inv = Inventory::from_servers(servers);
-        // Depth advice (a warning): Microsoft recommends at most three tiers.
+        // Depth advice (a warning): Microsoft recommends at most three tiers. One warning for
+        // the whole hierarchy, at the first deep server, naming the others.
         let h = hierarchy::Hierarchy::new(&inv);
         if h.tiers() > 3 {
-            for wave in h.waves().iter().skip(3) {
-                for &name in wave {
-                    if let Some(s) = inv.get(name) {
-                        self.diags.push(
-                            Diagnostic::warning(
-                                format!(
-                                    "server `{name}` is on tier {} of the hierarchy",
-                                    h.wave_of(name).unwrap_or(0) + 1
-                                ),
-                                s.span,
-                            )
-                            .with_help("Microsoft advises against WSUS hierarchies deeper than three tiers (only five were tested)"),
-                        );
-                    }
-                }
+            let deep: Vec<&str> = h.waves().into_iter().skip(3).flatten().collect();
+            if let Some(s) = deep.first().and_then(|n| inv.get(n)) {
+                let names: Vec<&str> = deep.iter().copied().collect();
+                self.diags.push(
+                    Diagnostic::warning(
+                        format!(
+                            "the hierarchy has {} tiers: {} on tier 4 or below ({})",
+                            h.tiers(),
+                            if deep.len() == 1 { "1 server is".to_string() } else { format!("{} servers are", deep.len()) },
+                            truncate_list(&names, 5)
+                        ),
+                        s.span,
+                    )
+                    .with_help("Microsoft advises against WSUS hierarchies deeper than three tiers (only five were tested)"),
+                );
             }
         }
         Some(inv)
@@ -1526,6 +1527,9 @@ servers:
         assert!(loaded.inventory.is_some());
         assert_eq!(loaded.diagnostics.len(), 1);
         assert!(!loaded.diagnostics[0].is_error());
-        assert!(loaded.diagnostics[0].message.contains("tier 4"));
+        assert_eq!(
+            loaded.diagnostics[0].message,
+            "the hierarchy has 4 tiers: 1 server is on tier 4 or below (t4)"
+        );
     }
 }

@@ -9,4 +9,5 @@ pub mod inventory;
 pub mod plan;
 pub mod playbook;
 pub mod render;
+pub mod synthetic;
 pub mod yaml;
