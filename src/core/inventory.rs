@@ -1035,14 +1035,13 @@ impl<'d> Validator<'d> {
         if h.tiers() > 3 {
             let deep: Vec<&str> = h.waves().into_iter().skip(3).flatten().collect();
             if let Some(s) = deep.first().and_then(|n| inv.get(n)) {
-                let names: Vec<&str> = deep.iter().copied().collect();
                 self.diags.push(
                     Diagnostic::warning(
                         format!(
                             "the hierarchy has {} tiers: {} on tier 4 or below ({})",
                             h.tiers(),
                             if deep.len() == 1 { "1 server is".to_string() } else { format!("{} servers are", deep.len()) },
-                            truncate_list(&names, 5)
+                            truncate_list(&deep, 5)
                         ),
                         s.span,
                     )

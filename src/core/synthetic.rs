@@ -76,7 +76,7 @@ pub fn inventory_text(parents: &[Option<usize>], seed: u64, loopback: bool) -> S
             "3.0-sp1"
         };
         let arch = if rng.chance(0.5) { "x64" } else { "x86" };
-        let _ = write!(s, "  wsus-{i:06}:\n");
+        let _ = writeln!(s, "  wsus-{i:06}:");
         match p {
             None => s.push_str("    role: upstream\n"),
             Some(up) => {
