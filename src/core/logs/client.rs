@@ -116,7 +116,8 @@ pub fn events(records: &[WindowsUpdateRecord<'_>]) -> Vec<ClientEvent> {
         if folded[index] {
             continue;
         }
-        let text = record.text.trim();
+        let text = record.full_text();
+        let text = text.trim();
         let kind = if let Some(mut failure) = soap_failure_line(text) {
             failure.lines.push(record.line);
             fold_fault_lines(records, index, &mut failure, &mut folded);
@@ -263,12 +264,8 @@ fn fold_fault_lines(
         if record.pid != first.pid || record.tid != first.tid {
             continue;
         }
-        let Some(field) = record
-            .text
-            .trim()
-            .strip_prefix("WARNING:")
-            .map(str::trim_start)
-        else {
+        let text = record.full_text();
+        let Some(field) = text.trim().strip_prefix("WARNING:").map(str::trim_start) else {
             break;
         };
         let fault = &mut failure.fault;

@@ -122,7 +122,11 @@ pub fn summarize_records(records: &[WindowsUpdateRecord<'_>]) -> DetectionSummar
 
 /// [`summarize_detection`] on events already read.
 pub fn summarize_events(events: &[ClientEvent]) -> DetectionSummary {
-    let searches = searches(events);
+    summarize_searches(&searches(events), events)
+}
+
+/// [`summarize_detection`] on searches already found in `events`.
+pub fn summarize_searches(searches: &[Search], events: &[ClientEvent]) -> DetectionSummary {
     let deciding = searches
         .iter()
         .rev()
@@ -215,6 +219,8 @@ struct SearchBuilder {
     caller: Option<String>,
     server_url: Option<String>,
     sync_lines: Vec<usize>,
+    /// The last event added was `PT: Synchronizing server updates`.
+    after_sync_start: bool,
     found: Option<(usize, u32, u32)>,
     /// KB 954960 failures: fault ID and lines.
     this_bug: Vec<(Option<String>, Vec<usize>)>,
@@ -227,9 +233,16 @@ struct SearchBuilder {
 
 impl SearchBuilder {
     fn add(&mut self, event: &ClientEvent) {
+        let after_sync_start = std::mem::take(&mut self.after_sync_start);
         match &event.kind {
-            ClientEventKind::SyncStarted => self.sync_lines.push(event.line),
-            ClientEventKind::SyncServer { url, .. } => {
+            ClientEventKind::SyncStarted => {
+                self.sync_lines.push(event.line);
+                self.after_sync_start = true;
+            }
+            // The server line of this sync; other syncs (extended update info) repeat it.
+            ClientEventKind::SyncServer { url, .. }
+                if after_sync_start || self.server_url.is_none() =>
+            {
                 self.sync_lines.push(event.line);
                 self.server_url = Some(url.clone());
             }
@@ -412,6 +425,22 @@ mod tests {
                 evidence: (1..=14).collect(),
             }
         );
+    }
+
+    #[test]
+    fn only_the_server_line_of_the_update_sync_is_evidence() {
+        let extended = (
+            "afc",
+            "PT",
+            "+++++++++++  PT: Synchronizing extended update info  +++++++++++",
+        );
+        let found = (
+            "afc",
+            "Agent",
+            "  * Found 1 updates and 2 categories in search",
+        );
+        let summary = summarize_detection(&log(&search_with(vec![extended, URL, found])));
+        assert_eq!(summary.evidence, vec![1, 2, 3, 6, 7]);
     }
 
     #[test]

@@ -90,6 +90,23 @@ fn after_keyword(text: &str, i: usize) -> Option<HResult> {
     eight_hex_at(bytes, at)
 }
 
+/// What a code means, for the codes a WSUS client meets most (Windows Update error reference).
+pub fn describe(code: HResult) -> Option<&'static str> {
+    Some(match code.0 {
+        0x8024_400D => "WU_E_PT_SOAP_CLIENT: the server found the client's request malformed",
+        0x8024_400E => "WU_E_PT_SOAP_SERVER: the server could not process the request",
+        0x8024_4010 => "WU_E_PT_EXCEEDED_MAX_SERVER_TRIPS: too many round trips to the server",
+        0x8024_4017 => "WU_E_PT_HTTP_STATUS_DENIED: HTTP 401, access denied",
+        0x8024_4019 => "WU_E_PT_HTTP_STATUS_NOT_FOUND: HTTP 404, not found",
+        0x8024_401C => "WU_E_PT_HTTP_STATUS_REQUEST_TIMEOUT: HTTP 408, request timed out",
+        0x8024_402C => "WU_E_PT_WINHTTP_NAME_NOT_RESOLVED: the server name could not be resolved",
+        0x8024_A000 => "WU_E_AU_NOSERVICE: Automatic Updates could not take the request",
+        0x8007_2EE2 => "ERROR_INTERNET_TIMEOUT: the connection to the server timed out",
+        0x8007_2EFD => "ERROR_INTERNET_CANNOT_CONNECT: could not connect to the server",
+        _ => return None,
+    })
+}
+
 impl fmt::Display for HResult {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "0x{:08X}", self.0)

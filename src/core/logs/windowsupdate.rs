@@ -11,6 +11,8 @@
 //! The Windows 10 format (`2019/05/14 10:31:12.4812345`, written by `Get-WindowsUpdateLog`) has
 //! no record here by design: its dates use slashes. [`super::kind`] recognises it.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 
 use super::line::{Line, is_digits, next_field, numbered};
@@ -46,9 +48,18 @@ impl WindowsUpdateRecord<'_> {
             .map(|t| t.with_timezone(&Utc))
     }
 
-    /// True when `component` is `name`, ignoring case (`PT`, `Agent`, `AU`, `COMAPI`).
-    pub fn is_component(&self, name: &str) -> bool {
-        self.component.eq_ignore_ascii_case(name)
+    /// The text with its continuation lines appended, each trimmed and joined by one space: a
+    /// line that a copy wrapped reads as one again.
+    pub fn full_text(&self) -> Cow<'_, str> {
+        if self.continuation.is_empty() {
+            return Cow::Borrowed(self.text);
+        }
+        let mut text = self.text.trim_end().to_string();
+        for line in &self.continuation {
+            text.push(' ');
+            text.push_str(line.text.trim());
+        }
+        Cow::Owned(text)
     }
 }
 
@@ -255,6 +266,8 @@ mod tests {
         let continuation: Vec<_> = records[0].continuation.iter().map(|l| l.number).collect();
         assert_eq!(continuation, vec![3, 5]);
         assert_eq!(records[1].line, 6);
+        assert_eq!(records[0].full_text(), "first second part third part");
+        assert_eq!(records[1].full_text(), "next");
     }
 
     #[test]
