@@ -3,4 +3,5 @@
 //! Nothing here performs I/O or uses async: callers read files and pass text in. A test checks
 //! that no file under `src/core` names tokio, reqwest, indicatif or `std::fs`.
 
+pub mod diagnose;
 pub mod logs;
