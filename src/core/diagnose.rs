@@ -11,6 +11,7 @@
 //!   `ArgumentException` of the client web service. The server log does not record successes, so
 //!   every such entry counts, however old.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
@@ -157,28 +158,38 @@ pub struct DuplicateKeyRef {
 /// Diagnoses every input and matches client fault IDs with server entries across them.
 pub fn diagnose(inputs: &[LogInput<'_>]) -> Diagnosis {
     let analysed: Vec<Analysed> = inputs.iter().map(analyse).collect();
+    let mut raised_by_id: HashMap<&str, Vec<(&Analysed, &RaisedFault)>> = HashMap::new();
+    for server in &analysed {
+        for raised in &server.server_faults {
+            raised_by_id
+                .entry(raised.id.as_str())
+                .or_default()
+                .push((server, raised));
+        }
+    }
     let mut matches = Vec::new();
     for client in &analysed {
         for fault in &client.client_faults {
-            for server in &analysed {
-                for raised in server.server_faults.iter().filter(|r| r.id == fault.id) {
-                    matches.push(FaultMatch {
-                        fault_id: fault.id.clone(),
-                        client: Place {
-                            path: client.report.path.clone(),
-                            line: fault.line,
-                            time: fault.time.clone(),
-                        },
-                        server: Place {
-                            path: server.report.path.clone(),
-                            line: raised.line,
-                            time: Some(raised.time.clone()),
-                        },
-                        client_kb954960: fault.kb954960,
-                        duplicate_key: raised.duplicate_key.clone(),
-                        kb954960: fault.kb954960 && raised.duplicate_key.is_some(),
-                    });
-                }
+            let Some(raised) = raised_by_id.get(fault.id.as_str()) else {
+                continue;
+            };
+            for &(server, raised) in raised {
+                matches.push(FaultMatch {
+                    fault_id: fault.id.clone(),
+                    client: Place {
+                        path: client.report.path.clone(),
+                        line: fault.line,
+                        time: fault.time.clone(),
+                    },
+                    server: Place {
+                        path: server.report.path.clone(),
+                        line: raised.line,
+                        time: Some(raised.time.clone()),
+                    },
+                    client_kb954960: fault.kb954960,
+                    duplicate_key: raised.duplicate_key.clone(),
+                    kb954960: fault.kb954960 && raised.duplicate_key.is_some(),
+                });
             }
         }
     }

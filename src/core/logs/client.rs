@@ -177,12 +177,15 @@ fn classify(text: &str) -> Option<ClientEventKind> {
     if let Some(found) = found_in_search(text) {
         return Some(found);
     }
-    let warning = text.contains("WARNING:") || text.contains("FATAL:");
+    // Failure codes come on warnings; most records are not, and need no scan for a code.
+    if !(text.contains("WARNING:") || text.contains("FATAL:")) {
+        return None;
+    }
     let code = HResult::find_failure(text)?;
     if code == hresult::AU_NOSERVICE || text.contains("Unable to trigger Automatic Updates") {
         return Some(ClientEventKind::DetectNowRejected { code });
     }
-    warning.then(|| ClientEventKind::Failure {
+    Some(ClientEventKind::Failure {
         code,
         exit_code: text.contains("Exit code ="),
     })
@@ -251,6 +254,10 @@ fn soap_failure_line(text: &str) -> Option<SoapFailure> {
     Some(failure)
 }
 
+/// How many records after a SOAP failure are searched for its fault lines. The agent writes them
+/// right after the failure; other threads may interleave a few records.
+const FAULT_LOOKAHEAD: usize = 64;
+
 /// Folds the SOAP fault records that follow the failure at `index` on the same thread. Records
 /// of other threads may interleave; the first other record of the same thread ends the fault.
 fn fold_fault_lines(
@@ -260,7 +267,12 @@ fn fold_fault_lines(
     folded: &mut [bool],
 ) {
     let first = &records[index];
-    for (later, record) in records.iter().enumerate().skip(index + 1) {
+    let window = records
+        .iter()
+        .enumerate()
+        .skip(index + 1)
+        .take(FAULT_LOOKAHEAD);
+    for (later, record) in window {
         if record.pid != first.pid || record.tid != first.tid {
             continue;
         }
