@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use crate::exit;
 
 pub mod bench;
+pub mod diagnose;
 pub mod inputs;
 pub mod plan;
 pub mod validate;
@@ -28,6 +29,9 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     /// Print what `apply` would do, in which order and why, without touching any server.
     Plan(plan::PlanArgs),
+    /// Read WindowsUpdate.log and SoftwareDistribution.log files and say whether the KB 954960
+    /// symptom is there, quoting the evidence (exit 0 no symptom, 2 found, 3 unreadable).
+    Diagnose(diagnose::DiagnoseArgs),
     /// Measure: plan (planning time and memory for generated hierarchies).
     Bench(bench::BenchArgs),
 }
@@ -67,6 +71,7 @@ pub fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Validate(a) => validate::run(&a, &mut out, &mut err),
         Command::Plan(a) => plan::run(&a, &mut out, &mut err),
+        Command::Diagnose(a) => diagnose::run(&a, &mut out, &mut err),
         Command::Bench(a) => bench::run(&a, &mut out, &mut err),
     }
 }

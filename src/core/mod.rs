@@ -4,8 +4,10 @@
 //! that no file under `src/core` names tokio, reqwest, indicatif or `std::fs`.
 
 pub mod diag;
+pub mod diagnose;
 pub mod hierarchy;
 pub mod inventory;
+pub mod logs;
 pub mod plan;
 pub mod playbook;
 pub mod render;

@@ -1,0 +1,515 @@
+//! Typed events of a client's `WindowsUpdate.log`: what a detection did, and how it failed.
+//!
+//! The KB 954960 failure is a `PT` record `WARNING: SyncUpdates failure, error = 0x8024400E,
+//! soap client error = 7, soap error code = 400, HTTP status code = 200` followed, on the same
+//! thread, by the SOAP fault's fields (`SOAP Fault:`, `faultstring:`, `ErrorCode:`, `Message:`,
+//! `Method:`, `ID:`). 0x8024400E alone is only "the server could not process the message", so the
+//! pattern also needs `ErrorCode:InternalServerError` and the `SyncUpdates` method; anything else
+//! is another failure, named by its code.
+
+use serde::Serialize;
+
+use super::hresult::{self, HResult};
+use super::windowsupdate::{WindowsUpdateRecord, logging_initialized_build};
+
+/// A recognised event and the line it starts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientEvent {
+    /// 1-based line of the record the event was read from.
+    pub line: usize,
+    /// Index of that record in the slice given to [`events`].
+    pub record: usize,
+    pub kind: ClientEventKind,
+}
+
+/// What a client log record says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEventKind {
+    /// `Misc ===========  Logging initialized (build: 7.2.6001.788, tz: +0200)  ===========`.
+    LoggingInitialized { build: Option<String> },
+    /// `AU Triggering AU detection through DetectNow API` (`wuauclt /detectnow`).
+    DetectNowRequested,
+    /// `AU Triggering Online detection (interactive)` or `(non-interactive)`.
+    DetectionTriggered { interactive: bool },
+    /// `AU Can not perform non-interactive scan if AU is interactive-only`.
+    NonInteractiveScanRefused,
+    /// `COMAPI WARNING: Unable to trigger Automatic Updates to detect now, hr=8024A000`.
+    DetectNowRejected { code: HResult },
+    /// `Agent ** START **  Agent: Finding updates [CallerId = AutomaticUpdates]`.
+    SearchStarted { caller: Option<String> },
+    /// `Agent **  END  **  Agent: Finding updates [CallerId = AutomaticUpdates]`.
+    SearchEnded { caller: Option<String> },
+    /// `PT +++++++++++  PT: Synchronizing server updates  +++++++++++`.
+    SyncStarted,
+    /// `PT   + ServiceId = {3DA21691-...}, Server URL = http://wsus/ClientWebService/client.asmx`.
+    SyncServer { service_id: String, url: String },
+    /// `Agent   * Found 3 updates and 71 categories in search` (WUA 7.x appends
+    /// `; evaluated appl. rules of X out of Y deployed entities`).
+    SearchSucceeded { updates: u32, categories: u32 },
+    /// `PT WARNING: <Operation> failure, error = 0x...` with the SOAP fault lines after it.
+    SoapFailure(SoapFailure),
+    /// Any other `WARNING:` or `FATAL:` record naming a failure code.
+    Failure {
+        code: HResult,
+        /// `Agent   * WARNING: Exit code = 0x...`: the result a search ended with.
+        exit_code: bool,
+    },
+}
+
+/// A failed web-service call of the protocol talker and the SOAP fault it received.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct SoapFailure {
+    /// `SyncUpdates`, `GetCookie`, `GetExtendedUpdateInfo`, ...
+    pub operation: String,
+    pub code: Option<HResult>,
+    pub soap_client_error: Option<u32>,
+    pub soap_error_code: Option<u32>,
+    pub http_status: Option<u32>,
+    pub fault: SoapFault,
+    /// Lines of the failure record and of its fault records, in order.
+    pub lines: Vec<usize>,
+}
+
+/// The fields of a SOAP fault as the client logs them, trimmed; `None` when not logged.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct SoapFault {
+    /// `SOAP Fault: 0x000190`.
+    pub soap_fault: Option<String>,
+    pub faultstring: Option<String>,
+    /// `InternalServerError(5)`.
+    pub error_code: Option<String>,
+    pub message: Option<String>,
+    /// `"http://www.microsoft.com/SoftwareDistribution/Server/ClientWebService/SyncUpdates"`, unquoted.
+    pub method: Option<String>,
+    /// The fault ID, lower case without braces: the key to the server's log entry.
+    pub id: Option<String>,
+}
+
+impl SoapFailure {
+    /// True when this is KB 954960's failure: `SyncUpdates` failed with 0x8024400E and SOAP error
+    /// code 400, and the fault says `InternalServerError` for the `SyncUpdates` method.
+    pub fn is_kb954960(&self) -> bool {
+        let internal_server_error = self
+            .fault
+            .error_code
+            .as_deref()
+            .is_some_and(|c| c.starts_with("InternalServerError"));
+        let sync_updates_method = self
+            .fault
+            .method
+            .as_deref()
+            .is_some_and(|m| m.rsplit('/').next() == Some("SyncUpdates"));
+        self.operation == "SyncUpdates"
+            && self.code == Some(hresult::SOAP_SERVER)
+            && self.soap_error_code.is_none_or(|c| c == 400)
+            && internal_server_error
+            && sync_updates_method
+    }
+}
+
+/// Reads the events of `records`, in order. SOAP fault lines are folded into the
+/// [`ClientEventKind::SoapFailure`] before them and yield no event of their own.
+pub fn events(records: &[WindowsUpdateRecord<'_>]) -> Vec<ClientEvent> {
+    let mut events = Vec::new();
+    let mut folded = vec![false; records.len()];
+    for (index, record) in records.iter().enumerate() {
+        if folded[index] {
+            continue;
+        }
+        let text = record.full_text();
+        let text = text.trim();
+        let kind = if let Some(mut failure) = soap_failure_line(text) {
+            failure.lines.push(record.line);
+            fold_fault_lines(records, index, &mut failure, &mut folded);
+            Some(ClientEventKind::SoapFailure(failure))
+        } else {
+            classify(text)
+        };
+        if let Some(kind) = kind {
+            events.push(ClientEvent {
+                line: record.line,
+                record: index,
+                kind,
+            });
+        }
+    }
+    events
+}
+
+/// Every event but a SOAP failure, from one record's trimmed text.
+fn classify(text: &str) -> Option<ClientEventKind> {
+    if text.contains("Logging initialized") {
+        let build = logging_initialized_build(text).map(str::to_string);
+        return Some(ClientEventKind::LoggingInitialized { build });
+    }
+    if text.contains("Triggering AU detection through DetectNow API") {
+        return Some(ClientEventKind::DetectNowRequested);
+    }
+    if text.contains("Triggering Online detection (non-interactive)") {
+        return Some(ClientEventKind::DetectionTriggered { interactive: false });
+    }
+    if text.contains("Triggering Online detection (interactive)") {
+        return Some(ClientEventKind::DetectionTriggered { interactive: true });
+    }
+    if text.contains("Can not perform non-interactive scan") {
+        return Some(ClientEventKind::NonInteractiveScanRefused);
+    }
+    if let Some(rest) = text
+        .split_once("Agent: Finding updates")
+        .map(|(before, after)| {
+            let end = before.contains("END");
+            (end, caller_id(after))
+        })
+    {
+        let (end, caller) = rest;
+        return Some(if end {
+            ClientEventKind::SearchEnded { caller }
+        } else {
+            ClientEventKind::SearchStarted { caller }
+        });
+    }
+    if text.contains("PT: Synchronizing server updates") {
+        return Some(ClientEventKind::SyncStarted);
+    }
+    if let Some(server) = sync_server(text) {
+        return Some(server);
+    }
+    if let Some(found) = found_in_search(text) {
+        return Some(found);
+    }
+    // Failure codes come on warnings; most records are not, and need no scan for a code.
+    if !(text.contains("WARNING:") || text.contains("FATAL:")) {
+        return None;
+    }
+    let code = HResult::find_failure(text)?;
+    if code == hresult::AU_NOSERVICE || text.contains("Unable to trigger Automatic Updates") {
+        return Some(ClientEventKind::DetectNowRejected { code });
+    }
+    Some(ClientEventKind::Failure {
+        code,
+        exit_code: text.contains("Exit code ="),
+    })
+}
+
+/// `[CallerId = AutomaticUpdates]`.
+fn caller_id(s: &str) -> Option<String> {
+    let rest = &s[s.find("CallerId =")? + "CallerId =".len()..];
+    let caller = rest.split(']').next()?.trim();
+    Some(caller.to_string()).filter(|c| !c.is_empty())
+}
+
+/// `+ ServiceId = {3DA21691-E39D-4DA6-8A4B-B43877BCB1B7}, Server URL = http://...`.
+fn sync_server(text: &str) -> Option<ClientEventKind> {
+    let rest = text.strip_prefix('+')?.trim_start();
+    let rest = rest.strip_prefix("ServiceId =")?.trim_start();
+    let (service_id, rest) = rest.split_once(',')?;
+    let url = rest.trim_start().strip_prefix("Server URL =")?.trim();
+    Some(ClientEventKind::SyncServer {
+        service_id: service_id
+            .trim()
+            .trim_matches(['{', '}'])
+            .to_ascii_uppercase(),
+        url: url.to_string(),
+    })
+}
+
+/// `* Found 3 updates and 71 categories in search[; evaluated appl. rules of ...]`.
+fn found_in_search(text: &str) -> Option<ClientEventKind> {
+    let rest = &text[text.find("Found ")? + "Found ".len()..];
+    let (updates, rest) = rest.split_once(" updates and ")?;
+    let (categories, rest) = rest.split_once(" categories in search")?;
+    if !(rest.is_empty() || rest.starts_with(';')) {
+        return None;
+    }
+    Some(ClientEventKind::SearchSucceeded {
+        updates: updates.trim().parse().ok()?,
+        categories: categories.trim().parse().ok()?,
+    })
+}
+
+/// `WARNING: SyncUpdates failure, error = 0x8024400E, soap client error = 7, soap error code = 400, HTTP status code = 200`.
+fn soap_failure_line(text: &str) -> Option<SoapFailure> {
+    let rest = text.strip_prefix("WARNING:")?.trim_start();
+    let (operation, rest) = rest.split_once(" failure, error = ")?;
+    if operation.is_empty() || operation.contains(' ') {
+        return None;
+    }
+    let mut failure = SoapFailure {
+        operation: operation.to_string(),
+        code: HResult::parse(rest.split(',').next()?.trim()),
+        ..SoapFailure::default()
+    };
+    for part in rest.split(',').skip(1) {
+        let Some((name, value)) = part.split_once('=') else {
+            continue;
+        };
+        let value = value.trim().parse().ok();
+        match name.trim() {
+            "soap client error" => failure.soap_client_error = value,
+            "soap error code" => failure.soap_error_code = value,
+            "HTTP status code" => failure.http_status = value,
+            _ => {}
+        }
+    }
+    Some(failure)
+}
+
+/// How many records after a SOAP failure are searched for its fault lines. The agent writes them
+/// right after the failure; other threads may interleave a few records.
+const FAULT_LOOKAHEAD: usize = 64;
+
+/// Folds the SOAP fault records that follow the failure at `index` on the same thread. Records
+/// of other threads may interleave; the first other record of the same thread ends the fault.
+fn fold_fault_lines(
+    records: &[WindowsUpdateRecord<'_>],
+    index: usize,
+    failure: &mut SoapFailure,
+    folded: &mut [bool],
+) {
+    let first = &records[index];
+    let window = records
+        .iter()
+        .enumerate()
+        .skip(index + 1)
+        .take(FAULT_LOOKAHEAD);
+    for (later, record) in window {
+        if record.pid != first.pid || record.tid != first.tid {
+            continue;
+        }
+        let text = record.full_text();
+        let Some(field) = text.trim().strip_prefix("WARNING:").map(str::trim_start) else {
+            break;
+        };
+        let fault = &mut failure.fault;
+        let slot = if let Some(v) = field.strip_prefix("SOAP Fault:") {
+            (&mut fault.soap_fault, v)
+        } else if let Some(v) = field.strip_prefix("faultstring:") {
+            (&mut fault.faultstring, v)
+        } else if let Some(v) = field.strip_prefix("ErrorCode:") {
+            (&mut fault.error_code, v)
+        } else if let Some(v) = field.strip_prefix("Message:") {
+            (&mut fault.message, v)
+        } else if let Some(v) = field.strip_prefix("Method:") {
+            (&mut fault.method, v)
+        } else if let Some(v) = field.strip_prefix("ID:") {
+            (&mut fault.id, v)
+        } else {
+            break;
+        };
+        let (target, value) = slot;
+        if target.is_some() {
+            // A second fault of the same call would be a new fault: stop here.
+            break;
+        }
+        *target = Some(value.trim().trim_matches('"').to_string());
+        failure.lines.push(record.line);
+        folded[later] = true;
+    }
+    if let Some(id) = failure.fault.id.as_mut() {
+        *id = normalize_fault_id(id);
+    }
+}
+
+/// A fault ID in the form used to match client and server: lower case, no braces.
+pub fn normalize_fault_id(id: &str) -> String {
+    id.trim().trim_matches(['{', '}']).to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::logs::windowsupdate;
+
+    fn kinds(text: &str) -> Vec<(usize, ClientEventKind)> {
+        let records = windowsupdate::parse(text);
+        events(&records)
+            .into_iter()
+            .map(|e| (e.line, e.kind))
+            .collect()
+    }
+
+    const KB954960: &str = "\
+2009-03-27 11:55:29:115 1044 afc PT +++++++++++  PT: Synchronizing server updates  +++++++++++
+2009-03-27 11:55:29:115 1044 afc PT   + ServiceId = {3DA21691-E39D-4DA6-8A4B-B43877BCB1B7}, Server URL = http://wsus01/ClientWebService/client.asmx
+2009-03-27 11:55:29:193 1044 afc PT WARNING: SyncUpdates failure, error = 0x8024400E, soap client error = 7, soap error code = 400, HTTP status code = 200
+2009-03-27 11:55:29:193 1044 c04 AU AU received policy change subscription event
+2009-03-27 11:55:29:193 1044 afc PT WARNING: SOAP Fault: 0x000190
+2009-03-27 11:55:29:193 1044 afc PT WARNING:     faultstring:Fault occurred
+2009-03-27 11:55:29:193 1044 afc PT WARNING:     ErrorCode:InternalServerError(5)
+2009-03-27 11:55:29:193 1044 afc PT WARNING:     Message:(null)
+2009-03-27 11:55:29:193 1044 afc PT WARNING:     Method:\"http://www.microsoft.com/SoftwareDistribution/Server/ClientWebService/SyncUpdates\"
+2009-03-27 11:55:29:193 1044 afc PT WARNING:     ID:C0A7445F-B989-43FA-AC20-11F8CA65FA8C
+2009-03-27 11:55:29:209 1044 afc PT WARNING: PTError: 0x8024400e
+";
+
+    #[test]
+    fn reads_the_kb954960_failure_with_its_fault() {
+        let events = kinds(KB954960);
+        assert_eq!(events[0], (1, ClientEventKind::SyncStarted));
+        assert_eq!(
+            events[1],
+            (
+                2,
+                ClientEventKind::SyncServer {
+                    service_id: "3DA21691-E39D-4DA6-8A4B-B43877BCB1B7".into(),
+                    url: "http://wsus01/ClientWebService/client.asmx".into(),
+                }
+            )
+        );
+        let ClientEventKind::SoapFailure(failure) = &events[2].1 else {
+            panic!("expected a SOAP failure, got {:?}", events[2]);
+        };
+        assert!(failure.is_kb954960());
+        assert_eq!(failure.code, Some(hresult::SOAP_SERVER));
+        assert_eq!(failure.soap_client_error, Some(7));
+        assert_eq!(failure.http_status, Some(200));
+        assert_eq!(failure.lines, vec![3, 5, 6, 7, 8, 9, 10]);
+        assert_eq!(
+            failure.fault.id.as_deref(),
+            Some("c0a7445f-b989-43fa-ac20-11f8ca65fa8c")
+        );
+        assert_eq!(failure.fault.message.as_deref(), Some("(null)"));
+        assert_eq!(
+            events[3],
+            (
+                11,
+                ClientEventKind::Failure {
+                    code: hresult::SOAP_SERVER,
+                    exit_code: false
+                }
+            )
+        );
+        assert_eq!(events.len(), 4, "fault lines yield no events of their own");
+    }
+
+    fn failure_with(replace: &str, by: &str) -> SoapFailure {
+        let text = KB954960.replace(replace, by);
+        let records = windowsupdate::parse(&text);
+        events(&records)
+            .into_iter()
+            .find_map(|e| match e.kind {
+                ClientEventKind::SoapFailure(f) => Some(f),
+                _ => None,
+            })
+            .expect("a SOAP failure")
+    }
+
+    #[test]
+    fn similar_failures_are_not_kb954960() {
+        for (replace, by) in [
+            ("error = 0x8024400E", "error = 0x8024400D"),
+            ("soap error code = 400", "soap error code = 300"),
+            ("InternalServerError(5)", "InvalidParameters(7)"),
+            (
+                "ClientWebService/SyncUpdates",
+                "ClientWebService/GetExtendedUpdateInfo",
+            ),
+            ("WARNING: SyncUpdates failure", "WARNING: GetCookie failure"),
+            ("ErrorCode:", "ErrorKode:"),
+        ] {
+            assert!(!failure_with(replace, by).is_kb954960(), "{by}");
+        }
+        assert!(failure_with("", "").is_kb954960());
+    }
+
+    #[test]
+    fn detection_markers() {
+        let text = "\
+2009-03-27\t11:55:20:100\t1044\tc04\tAU\tTriggering AU detection through DetectNow API
+2009-03-27\t11:55:20:100\t1044\tc04\tAU\tTriggering Online detection (interactive)
+2009-03-27\t11:55:28:810\t1044\tafc\tAgent\t** START **  Agent: Finding updates [CallerId = AutomaticUpdates]
+2009-03-27\t11:55:31:000\t1044\tafc\tAgent\t  * Found 3 updates and 71 categories in search; evaluated appl. rules of 1651 out of 2884 deployed entities
+2009-03-27\t11:55:31:000\t1044\tafc\tAgent\t**  END  **  Agent: Finding updates [CallerId = AutomaticUpdates]
+2009-03-27\t11:55:31:000\t1044\tafc\tAgent\t  * WARNING: Exit code = 0x80244010
+2009-03-27\t11:56:00:000\t1044\tc04\tAU\tCan not perform non-interactive scan if AU is interactive-only
+2009-03-27\t11:56:00:000\t1044\t7f0\tCOMAPI\tWARNING: Unable to trigger Automatic Updates to detect now, hr=8024A000
+2009-03-27\t11:56:00:000\t1044\t7f0\tCOMAPI\tWARNING: Exit code = 0x00000000
+";
+        let caller = Some("AutomaticUpdates".to_string());
+        assert_eq!(
+            kinds(text),
+            vec![
+                (1, ClientEventKind::DetectNowRequested),
+                (2, ClientEventKind::DetectionTriggered { interactive: true }),
+                (
+                    3,
+                    ClientEventKind::SearchStarted {
+                        caller: caller.clone()
+                    }
+                ),
+                (
+                    4,
+                    ClientEventKind::SearchSucceeded {
+                        updates: 3,
+                        categories: 71
+                    }
+                ),
+                (5, ClientEventKind::SearchEnded { caller }),
+                (
+                    6,
+                    ClientEventKind::Failure {
+                        code: HResult(0x80244010),
+                        exit_code: true
+                    }
+                ),
+                (7, ClientEventKind::NonInteractiveScanRefused),
+                (
+                    8,
+                    ClientEventKind::DetectNowRejected {
+                        code: hresult::AU_NOSERVICE
+                    }
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_found_line_must_end_or_carry_the_wua7_suffix() {
+        assert_eq!(
+            found_in_search("* Found 1 updates and 2 categories in search"),
+            Some(ClientEventKind::SearchSucceeded {
+                updates: 1,
+                categories: 2
+            })
+        );
+        assert_eq!(
+            found_in_search("* Found 1 updates and 2 categories in searchlight"),
+            None
+        );
+        assert_eq!(
+            found_in_search("* Found many updates and 2 categories in search"),
+            None
+        );
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::core::logs::windowsupdate;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn never_panics_on_arbitrary_record_texts(
+            texts in proptest::collection::vec(
+                prop_oneof![
+                    any::<String>(),
+                    "(WARNING: )?[A-Za-z]{0,12} failure, error = [0-9a-fx]{0,10}(, [a-zA-Z ]{0,20} = [0-9]{0,4}){0,4}",
+                    "WARNING: {0,4}(SOAP Fault|faultstring|ErrorCode|Message|Method|ID):[ -~]{0,20}",
+                    "[ *+]{0,4}(Found [0-9a-z ]{0,6} updates and [0-9]{0,3} categories in search[; a-z]{0,8}|Agent: Finding updates \\[CallerId =[ -~]{0,8}|ServiceId =[ -~]{0,20})",
+                    "[ -~]{0,10}(hr ?= ?|0x|error code )[0-9a-fA-F]{0,10}[ -~]{0,4}",
+                ],
+                0..30,
+            ),
+        ) {
+            let text: String = texts
+                .iter()
+                .map(|t| format!("2009-03-27\t11:55:29:193\t1044\tafc\tPT\t{t}\n"))
+                .collect();
+            let records = windowsupdate::parse(&text);
+            let events = events(&records);
+            prop_assert!(events.windows(2).all(|w| w[0].line < w[1].line));
+        }
+    }
+}
