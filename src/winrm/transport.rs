@@ -180,12 +180,19 @@ impl Transport {
 
     fn unseal(&mut self, operation: Operation, raw: &RawReply) -> Result<Vec<u8>, WinrmError> {
         if !encryption::is_encrypted(raw.content_type.as_deref()) {
-            if self.seals() && raw.status == 200 {
+            if self.seals() {
+                // A clear-text answer to a sealed request (413, 400, a proxy's 5xx) means the
+                // server may not have unsealed it: its sequence numbers and ours may now differ.
+                // Start the next request on a fresh connection with a fresh context.
                 self.reset_connection();
-                return Err(self.error(
-                    operation,
-                    Failure::Protocol("the server answered a sealed request in clear text".into()),
-                ));
+                if raw.status == 200 {
+                    return Err(self.error(
+                        operation,
+                        Failure::Protocol(
+                            "the server answered a sealed request in clear text".into(),
+                        ),
+                    ));
+                }
             }
             return Ok(raw.body.clone());
         }
@@ -508,16 +515,26 @@ fn is_tls(e: &(dyn std::error::Error + 'static)) -> bool {
         if err.downcast_ref::<rustls::Error>().is_some() {
             return true;
         }
-        if let Some(io) = err.downcast_ref::<std::io::Error>()
-            && io
-                .get_ref()
-                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+        if err
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(io_wraps_rustls)
         {
             return true;
         }
         current = err.source();
     }
     false
+}
+
+/// TLS errors come as an io::Error (maybe inside another io::Error) around a rustls::Error;
+/// io::Error::source skips the wrapped error, so look inside explicitly.
+fn io_wraps_rustls(io: &std::io::Error) -> bool {
+    io.get_ref().is_some_and(|inner| {
+        inner.downcast_ref::<rustls::Error>().is_some()
+            || inner
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(io_wraps_rustls)
+    })
 }
 
 fn classify(e: &reqwest::Error, timeout: Duration) -> Failure {
