@@ -407,6 +407,7 @@ async fn too_large_an_envelope_is_a_typed_413() {
     let script = format!("# {}\nexit 0\n", "x".repeat(90_000));
     let err = session.run_ps(&script, DEADLINE).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Http, "{err}");
+    assert_eq!(err.http_status(), Some(413));
     assert_eq!(err.operation(), Operation::SendInput);
     assert!(!err.is_transient());
     let text = err.to_string();

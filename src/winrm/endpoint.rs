@@ -159,6 +159,23 @@ impl Endpoint {
         if self.username.trim().is_empty() {
             return Err("the user name is empty".into());
         }
+        let user = self.username.trim();
+        let account = user.rsplit_once('\\').map_or(user, |(_, account)| account);
+        let upn_parts_empty = !user.contains('\\')
+            && user
+                .rsplit_once('@')
+                .is_some_and(|(name, realm)| name.is_empty() || realm.is_empty());
+        if account.is_empty() || upn_parts_empty {
+            return Err(format!(
+                "the user name {:?} must look like DOMAIN\\user, user@realm or user",
+                self.username
+            ));
+        }
+        if self.auth != AuthMethod::Basic
+            && let Err(e) = sspi::Username::parse(user)
+        {
+            return Err(format!("the user name {:?} is not usable: {e}", self.username));
+        }
         if self.auth == AuthMethod::Basic && self.scheme == Scheme::Http {
             return Err(
                 "Basic authentication over plain HTTP would send the password in clear \
@@ -261,6 +278,16 @@ mod tests {
         let mut e = ep(Scheme::Http, AuthMethod::Negotiate);
         e.host = "user@srv01".into();
         assert!(e.validate().is_err());
+        for user in ["CORP\\", "@corp.example", "user@"] {
+            let mut e = ep(Scheme::Http, AuthMethod::Ntlm);
+            e.username = user.into();
+            assert!(e.validate().is_err(), "{user}");
+        }
+        for user in ["CORP\\admin", "admin@corp.example", "admin", ".\\admin"] {
+            let mut e = ep(Scheme::Http, AuthMethod::Ntlm);
+            e.username = user.into();
+            assert!(e.validate().is_ok(), "{user}");
+        }
     }
 
     #[test]

@@ -250,6 +250,14 @@ impl WinrmError {
         }
     }
 
+    /// The HTTP status, for [`ErrorKind::Http`] errors.
+    pub fn http_status(&self) -> Option<u16> {
+        match &self.failure {
+            Failure::Http { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
     /// The coarse category.
     pub fn kind(&self) -> ErrorKind {
         match &self.failure {
@@ -311,6 +319,7 @@ mod tests {
         assert!(e.to_string().contains("HTTP 413: request entity too large"));
         assert!(e.to_string().contains("MaxEnvelopeSizekb"));
         assert!(!e.is_transient());
+        assert_eq!(e.http_status(), Some(413));
         assert!(
             err(Failure::Http {
                 status: 503,

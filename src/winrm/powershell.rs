@@ -26,8 +26,9 @@ pub(crate) const POWERSHELL_PREFIX: &str =
 ///   with N;
 /// - otherwise exits 0 or 1 like `-EncodedCommand` does (status of the last statement);
 /// - a script that cannot be read or parsed ends with exit code 254 and a message on stderr.
+///
+/// It sets no preferences of its own, so a script behaves the same whichever way it travels.
 pub(crate) const STDIN_BOOTSTRAP: &str = "\
-$ProgressPreference = 'SilentlyContinue'
 $wsusfixStdin = [Console]::In.ReadToEnd()
 if (-not $wsusfixStdin) { $wsusfixStdin = [string]::Join('', @($input)) }
 try {
