@@ -174,7 +174,10 @@ impl Endpoint {
         if self.auth != AuthMethod::Basic
             && let Err(e) = sspi::Username::parse(user)
         {
-            return Err(format!("the user name {:?} is not usable: {e}", self.username));
+            return Err(format!(
+                "the user name {:?} is not usable: {e}",
+                self.username
+            ));
         }
         if self.auth == AuthMethod::Basic && self.scheme == Scheme::Http {
             return Err(

@@ -42,8 +42,8 @@ try {
 if ($?) { exit 0 } else { exit 1 }
 ";
 
-/// Bytes of stdin text per `rsp:Send`. Base64 in the Stream element makes 64 KiB into about
-/// under 90 KB of envelope: well under WinRM 2.0's 150 KB MaxEnvelopeSizekb, sealing included.
+/// Bytes of stdin text per `rsp:Send`. Base64 in the Stream element makes 64 KiB into an envelope
+/// under 90 KB: well under WinRM 2.0's 150 KB MaxEnvelopeSizekb, sealing included.
 pub(crate) const STDIN_CHUNK: usize = 64 * 1024;
 
 /// How to start a script.
