@@ -63,10 +63,16 @@ mod tests {
 
     #[test]
     fn same_seed_same_sequence() {
-        let a: Vec<u64> = (0..5).scan(Prng::new(7), |p, _| Some(p.next_u64())).collect();
-        let b: Vec<u64> = (0..5).scan(Prng::new(7), |p, _| Some(p.next_u64())).collect();
+        let a: Vec<u64> = (0..5)
+            .scan(Prng::new(7), |p, _| Some(p.next_u64()))
+            .collect();
+        let b: Vec<u64> = (0..5)
+            .scan(Prng::new(7), |p, _| Some(p.next_u64()))
+            .collect();
         assert_eq!(a, b);
-        let c: Vec<u64> = (0..5).scan(Prng::new(8), |p, _| Some(p.next_u64())).collect();
+        let c: Vec<u64> = (0..5)
+            .scan(Prng::new(8), |p, _| Some(p.next_u64()))
+            .collect();
         assert_ne!(a, c);
     }
 
