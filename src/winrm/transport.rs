@@ -537,10 +537,26 @@ fn io_wraps_rustls(io: &std::io::Error) -> bool {
     })
 }
 
+/// Old Windows hosts fail the handshake on the protocol version; say what to do about it.
+fn with_tls_version_hint(text: String) -> String {
+    let version_problem = ["ProtocolVersion", "SupportTls12Or13", "HandshakeFailure"]
+        .iter()
+        .any(|marker| text.contains(marker));
+    if version_problem {
+        format!(
+            "{text} (the host may offer only TLS 1.0: Windows Server 2003/2008 cannot do better \
+             and 2008 R2 has TLS 1.2 off by default; use HTTP on port 5985 with NTLM, which \
+             encrypts every message)"
+        )
+    } else {
+        text
+    }
+}
+
 fn classify(e: &reqwest::Error, timeout: Duration) -> Failure {
     let text = chain(e);
     if is_tls(e) {
-        return Failure::Tls(text);
+        return Failure::Tls(with_tls_version_hint(text));
     }
     if e.is_timeout() {
         return Failure::Timeout {
@@ -586,6 +602,19 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.append(WWW_AUTHENTICATE, HeaderValue::from_static("Negotiate !!!"));
         assert!(negotiate_token(&headers).0.unwrap().is_err());
+    }
+
+    #[test]
+    fn tls_version_failures_get_a_hint() {
+        let hinted = with_tls_version_hint(
+            "peer is incompatible: ServerDoesNotSupportTls12Or13".to_string(),
+        );
+        assert!(
+            hinted.contains("use HTTP on port 5985 with NTLM"),
+            "{hinted}"
+        );
+        let plain = with_tls_version_hint("invalid peer certificate: UnknownIssuer".into());
+        assert_eq!(plain, "invalid peer certificate: UnknownIssuer");
     }
 
     #[test]
