@@ -39,12 +39,12 @@ import hashlib
 import json
 import os
 import re
-import socketserver
 import ssl
 import struct
 import sys
 import threading
 import time
+import traceback
 import uuid
 import xml.etree.ElementTree as ET
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -547,8 +547,12 @@ class Server(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def handle_error(self, request, client_address):
-        # Clients that drop connections (deadlines, TLS refusals) are part of the tests.
-        pass
+        # Clients that drop connections (deadlines, TLS refusals) are part of the tests; anything
+        # else is a bug in this server and goes to stderr, which the tests print on failure.
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionError, ssl.SSLError, TimeoutError)):
+            return
+        traceback.print_exc(file=sys.stderr)
 
 
 def main():
