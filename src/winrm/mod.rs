@@ -1,2 +1,43 @@
 //! WS-Management (WinRS) client: SOAP envelopes, NTLM/Negotiate with message encryption, Basic over
 //! HTTPS, and the remote shell lifecycle.
+//!
+//! The entry point is [`Session`]: one per host, holding one authenticated connection and one
+//! remote cmd shell that is reused across commands. [`Session::run_ps`] runs a PowerShell script
+//! (inline with `-EncodedCommand`, or through a stdin bootstrap when it is too long for cmd.exe)
+//! and returns its exit code, stdout and cleaned-up stderr.
+//!
+//! Layout (lower layers know nothing of the upper ones):
+//! - pure: [`soap`] (requests), [`xml`] + [`reply`] (replies), [`encryption`] (MS-WSMV framing),
+//!   [`powershell`] (command line / bootstrap), [`clixml`], [`codepage`], [`endpoint`], [`error`];
+//! - [`auth`]: the sspi adapter (NTLM, SPNEGO, sealing);
+//! - [`transport`]: HTTP over reqwest, the handshake, sealing, re-authentication, statistics;
+//! - [`shell`]: the WinRS operations and the per-command state machine;
+//! - [`session`]: the public face.
+//!
+//! The module never logs a password and never puts one into an error: [`Endpoint`] keeps it in a
+//! [`Secret`](crate::util::secret::Secret) and only [`auth`] and the Basic header read it.
+
+mod auth;
+mod clixml;
+mod codepage;
+mod encryption;
+mod endpoint;
+mod error;
+mod powershell;
+mod reply;
+mod session;
+mod shell;
+mod soap;
+mod transport;
+mod xml;
+
+pub use endpoint::{
+    AuthMethod, DEFAULT_CODEPAGE, DEFAULT_CONNECT_TIMEOUT, DEFAULT_OPERATION_TIMEOUT, Endpoint,
+    Scheme,
+};
+pub use error::{
+    ErrorKind, Failure, Fault, Operation, TimeoutCause, WSMAN_CODE_OPERATION_TIMEOUT,
+    WSMAN_CODE_SHELL_NOT_FOUND, WSMAN_CODE_TOO_MANY_COMMANDS, WinrmError,
+};
+pub use session::{CommandOutput, Session};
+pub use transport::TransportStats;

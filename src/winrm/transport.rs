@@ -1,0 +1,643 @@
+//! HTTP for one WinRM host: one reqwest client (one TCP connection), the NTLM/Negotiate handshake
+//! on it, MS-WSMV sealing over plain HTTP, Basic over HTTPS, and re-authentication.
+//!
+//! NTLM authenticates the TCP connection, not the request. So the client keeps at most one idle
+//! connection (`pool_max_idle_per_host(1)`, HTTP/1.1 only), sends strictly one request at a time
+//! and always reads reply bodies to the end, which keeps the authenticated connection in use.
+//! When the server answers 401 on an established context (the connection was lost, the server
+//! restarted), the transport throws the client away, authenticates on a fresh connection and
+//! replays the request once. A request abandoned half-way (its future dropped at a deadline)
+//! leaves the connection in an unknown state, so the next request starts on a fresh one as well.
+//!
+//! The handshake follows pywinrm: empty-body POSTs carry the tokens
+//! (`Authorization: Negotiate <type 1>` → 401 with the challenge → `<type 3>` → 200), the SPNEGO
+//! final token that may come back on the 200 is fed into the context, and only then does the
+//! first sealed SOAP message go out.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, WWW_AUTHENTICATE};
+
+use super::auth::{Mechanism, SecurityContext};
+use super::encryption;
+use super::endpoint::{AuthMethod, Endpoint, Scheme};
+use super::error::{Failure, HINT_413, Operation, TimeoutCause, WinrmError};
+
+const SOAP_CONTENT_TYPE: &str = "application/soap+xml;charset=UTF-8";
+const USER_AGENT: &str = concat!("wsusfix/", env!("CARGO_PKG_VERSION"), " (WinRM client)");
+
+/// Traffic counters of one [`crate::winrm::Session`], for benchmarks and diagnostics.
+/// Bytes are HTTP bodies as sent and received (sealed form when encrypted), headers excluded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TransportStats {
+    /// HTTP requests sent, authentication legs included.
+    pub requests: u64,
+    /// Request body bytes.
+    pub bytes_sent: u64,
+    /// Reply body bytes.
+    pub bytes_received: u64,
+    /// Completed NTLM/Negotiate handshakes (1 while the connection lives).
+    pub authentications: u64,
+}
+
+/// A reply with its body already unsealed.
+#[derive(Debug)]
+pub(crate) struct HttpReply {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+struct RawReply {
+    status: u16,
+    content_type: Option<String>,
+    negotiate_token: Option<Result<Vec<u8>, String>>,
+    offered: Vec<String>,
+    body: Vec<u8>,
+}
+
+/// The HTTP side of a session.
+pub(crate) struct Transport {
+    endpoint: Endpoint,
+    url: String,
+    authority: String,
+    client: Option<reqwest::Client>,
+    ca_roots: Option<Vec<reqwest::Certificate>>,
+    context: Option<SecurityContext>,
+    in_flight: bool,
+    stats: TransportStats,
+}
+
+impl Transport {
+    /// A transport for a validated endpoint; no I/O until the first request.
+    pub fn new(endpoint: Endpoint) -> Transport {
+        Transport {
+            url: endpoint.url(),
+            authority: endpoint.authority(),
+            endpoint,
+            client: None,
+            ca_roots: None,
+            context: None,
+            in_flight: false,
+            stats: TransportStats::default(),
+        }
+    }
+
+    /// The listener URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// `host:port`, for error messages.
+    pub fn authority(&self) -> &str {
+        &self.authority
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> TransportStats {
+        self.stats
+    }
+
+    fn error(&self, operation: Operation, failure: Failure) -> WinrmError {
+        WinrmError::new(self.authority.clone(), operation, failure)
+    }
+
+    fn mechanism(&self) -> Option<Mechanism> {
+        match self.endpoint.auth {
+            AuthMethod::Ntlm => Some(Mechanism::RawNtlm),
+            AuthMethod::Negotiate => Some(Mechanism::SpnegoNtlm),
+            AuthMethod::Basic => None,
+        }
+    }
+
+    fn seals(&self) -> bool {
+        self.mechanism().is_some() && self.endpoint.scheme == Scheme::Http
+    }
+
+    /// Forgets the connection and its security context; the next request opens a new one.
+    pub fn reset_connection(&mut self) {
+        self.client = None;
+        self.context = None;
+        self.in_flight = false;
+    }
+
+    /// POSTs one SOAP message and returns the (unsealed) reply. 401 and transport failures are
+    /// errors; every other status is returned for the caller to interpret.
+    pub async fn post(
+        &mut self,
+        operation: Operation,
+        soap: &str,
+        timeout: Duration,
+    ) -> Result<HttpReply, WinrmError> {
+        if self.in_flight {
+            tracing::debug!(host = %self.authority, "previous request was abandoned; reconnecting");
+            self.reset_connection();
+        }
+        let mut replayed = false;
+        loop {
+            if self.mechanism().is_some() && self.context.is_none() {
+                self.authenticate(timeout)
+                    .await
+                    .map_err(|e| e.during(operation))?;
+            }
+            let (body, content_type) = if self.seals() {
+                let context = self.context.as_mut().expect("authenticated above");
+                let body = encryption::wrap(context, soap.as_bytes()).map_err(|m| {
+                    WinrmError::new(self.authority.clone(), operation, Failure::Protocol(m))
+                })?;
+                (body, encryption::CONTENT_TYPE)
+            } else {
+                (soap.as_bytes().to_vec(), SOAP_CONTENT_TYPE)
+            };
+            let authorization = self.basic_header();
+            let raw = self
+                .send(operation, body, content_type, authorization, timeout)
+                .await?;
+            if raw.status == 401 {
+                if self.mechanism().is_some() && !replayed {
+                    tracing::debug!(host = %self.authority, %operation, "401 on an established connection; re-authenticating");
+                    replayed = true;
+                    self.reset_connection();
+                    continue;
+                }
+                self.reset_connection();
+                let why = if self.endpoint.auth == AuthMethod::Basic {
+                    "the server rejected the credentials (HTTP 401); Basic works only for local \
+                     accounts, given without a domain"
+                } else {
+                    "the server rejected the request after re-authenticating (HTTP 401)"
+                };
+                return Err(self.error(operation, Failure::Auth(why.into())));
+            }
+            let body = self.unseal(operation, &raw)?;
+            return Ok(HttpReply {
+                status: raw.status,
+                body,
+            });
+        }
+    }
+
+    fn unseal(&mut self, operation: Operation, raw: &RawReply) -> Result<Vec<u8>, WinrmError> {
+        if !encryption::is_encrypted(raw.content_type.as_deref()) {
+            if self.seals() {
+                // A clear-text answer to a sealed request (413, 400, a proxy's 5xx) means the
+                // server may not have unsealed it: its sequence numbers and ours may now differ.
+                // Start the next request on a fresh connection with a fresh context.
+                self.reset_connection();
+                if raw.status == 200 {
+                    return Err(self.error(
+                        operation,
+                        Failure::Protocol(
+                            "the server answered a sealed request in clear text".into(),
+                        ),
+                    ));
+                }
+            }
+            return Ok(raw.body.clone());
+        }
+        let Some(context) = self.context.as_mut() else {
+            return Err(self.error(
+                operation,
+                Failure::Protocol("encrypted reply without a security context".into()),
+            ));
+        };
+        let content_type = raw.content_type.as_deref().unwrap_or_default();
+        match encryption::unwrap(context, content_type, &raw.body) {
+            Ok(plain) => Ok(plain),
+            Err(message) => {
+                // The sealing state is now out of step with the server's: start over next time.
+                self.reset_connection();
+                Err(self.error(operation, Failure::Protocol(message)))
+            }
+        }
+    }
+
+    fn basic_header(&self) -> Option<HeaderValue> {
+        if self.endpoint.auth != AuthMethod::Basic {
+            return None;
+        }
+        let pair = format!(
+            "{}:{}",
+            self.endpoint.username,
+            self.endpoint.password.expose()
+        );
+        let mut value = HeaderValue::from_str(&format!("Basic {}", BASE64.encode(pair))).ok()?;
+        value.set_sensitive(true);
+        Some(value)
+    }
+
+    /// The NTLM / SPNEGO handshake on a fresh connection.
+    async fn authenticate(&mut self, timeout: Duration) -> Result<(), WinrmError> {
+        let op = Operation::Authenticate;
+        let mechanism = self.mechanism().expect("only called for NTLM / Negotiate");
+        self.reset_connection();
+        let mut context = SecurityContext::new(
+            mechanism,
+            &self.endpoint.username,
+            &self.endpoint.password,
+            &self.endpoint.host,
+        )
+        .map_err(|m| self.error(op, Failure::Config(m)))?;
+
+        let negotiate = context
+            .step(None)
+            .map_err(|m| self.error(op, Failure::Auth(format!("cannot start NTLM: {m}"))))?;
+        let reply = self
+            .send(
+                op,
+                Vec::new(),
+                SOAP_CONTENT_TYPE,
+                Some(negotiate_header(&negotiate)),
+                timeout,
+            )
+            .await?;
+        if reply.status != 401 {
+            return Err(self.unexpected_handshake_status(reply.status, "the NTLM challenge"));
+        }
+        let challenge = match reply.negotiate_token {
+            Some(Ok(token)) => token,
+            Some(Err(m)) => return Err(self.error(op, Failure::Protocol(m))),
+            None => {
+                let offered = if reply.offered.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    reply.offered.join(", ")
+                };
+                return Err(self.error(
+                    op,
+                    Failure::Auth(format!(
+                        "the server does not offer Negotiate authentication (it offers {offered})"
+                    )),
+                ));
+            }
+        };
+        let authenticate = context.step(Some(&challenge)).map_err(|m| {
+            self.error(
+                op,
+                Failure::Protocol(format!("cannot answer the NTLM challenge: {m}")),
+            )
+        })?;
+        let reply = self
+            .send(
+                op,
+                Vec::new(),
+                SOAP_CONTENT_TYPE,
+                Some(negotiate_header(&authenticate)),
+                timeout,
+            )
+            .await?;
+        match reply.status {
+            200 => {}
+            401 => {
+                self.reset_connection();
+                return Err(self.error(
+                    op,
+                    Failure::Auth(
+                        "the server rejected the credentials (HTTP 401): check user name, \
+                         password and domain, and that the account may use WinRM"
+                            .into(),
+                    ),
+                ));
+            }
+            status => {
+                return Err(self.unexpected_handshake_status(status, "the end of the handshake"));
+            }
+        }
+        // SPNEGO: the acceptor's final token (mechListMIC) rides on the 200 and must be consumed,
+        // or the sealing sequence is off by one.
+        match reply.negotiate_token {
+            Some(Ok(token)) if !context.is_complete() => {
+                context.step(Some(&token)).map_err(|m| {
+                    self.error(
+                        op,
+                        Failure::Auth(format!("the server's final token was refused: {m}")),
+                    )
+                })?;
+            }
+            Some(Err(m)) => return Err(self.error(op, Failure::Protocol(m))),
+            _ => {}
+        }
+        if !context.is_complete() {
+            tracing::debug!(host = %self.authority, "handshake ended without a final token; using the context as is");
+        }
+        self.context = Some(context);
+        self.stats.authentications += 1;
+        tracing::debug!(host = %self.authority, ?mechanism, "authenticated");
+        Ok(())
+    }
+
+    fn unexpected_handshake_status(&mut self, status: u16, waiting_for: &str) -> WinrmError {
+        self.reset_connection();
+        let failure = match status {
+            413 => Failure::Http {
+                status,
+                hint: Some(HINT_413),
+            },
+            _ => Failure::Http { status, hint: None },
+        };
+        tracing::debug!(host = %self.authority, status, "unexpected status while waiting for {waiting_for}");
+        self.error(Operation::Authenticate, failure)
+    }
+
+    async fn client(&mut self, operation: Operation) -> Result<reqwest::Client, WinrmError> {
+        if let Some(client) = &self.client {
+            return Ok(client.clone());
+        }
+        let client = self
+            .build_client()
+            .await
+            .map_err(|f| self.error(operation, f))?;
+        self.client = Some(client.clone());
+        Ok(client)
+    }
+
+    async fn build_client(&mut self) -> Result<reqwest::Client, Failure> {
+        // rustls needs a process-wide crypto provider; installing it twice is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut builder = reqwest::Client::builder()
+            .http1_only()
+            .pool_max_idle_per_host(1)
+            .connect_timeout(self.endpoint.connect_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            // A proxy would break NTLM's connection affinity.
+            .no_proxy()
+            .tcp_nodelay(true)
+            .user_agent(USER_AGENT);
+        match self.endpoint.scheme {
+            // Plain HTTP never touches TLS: do not load the system's roots for nothing.
+            Scheme::Http => builder = builder.tls_certs_only(Vec::new()),
+            Scheme::Https if self.endpoint.insecure_skip_verify => {
+                builder = builder.tls_danger_accept_invalid_certs(true);
+            }
+            Scheme::Https => {
+                if let Some(path) = &self.endpoint.ca_file {
+                    if self.ca_roots.is_none() {
+                        let pem = tokio::fs::read(path).await.map_err(|e| {
+                            Failure::Config(format!("cannot read CA file {}: {e}", path.display()))
+                        })?;
+                        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                            Failure::Config(format!(
+                                "CA file {} holds no usable PEM certificate: {}",
+                                path.display(),
+                                chain(&e)
+                            ))
+                        })?;
+                        if certs.is_empty() {
+                            return Err(Failure::Config(format!(
+                                "CA file {} holds no PEM certificate",
+                                path.display()
+                            )));
+                        }
+                        self.ca_roots = Some(certs);
+                    }
+                    for cert in self.ca_roots.iter().flatten() {
+                        builder = builder.add_root_certificate(cert.clone());
+                    }
+                }
+            }
+        }
+        builder.build().map_err(|e| {
+            Failure::Tls(format!(
+                "cannot set up the HTTPS client: {}; give a CA file for this host",
+                chain(&e)
+            ))
+        })
+    }
+
+    /// Sends one request and reads the whole reply.
+    async fn send(
+        &mut self,
+        operation: Operation,
+        body: Vec<u8>,
+        content_type: &str,
+        authorization: Option<HeaderValue>,
+        timeout: Duration,
+    ) -> Result<RawReply, WinrmError> {
+        let client = self.client(operation).await?;
+        let sent = body.len() as u64;
+        let mut request = client
+            .post(&self.url)
+            .header(CONTENT_TYPE, content_type)
+            .timeout(timeout)
+            .body(body);
+        if let Some(value) = authorization {
+            request = request.header(AUTHORIZATION, value);
+        }
+        self.in_flight = true;
+        self.stats.requests += 1;
+        self.stats.bytes_sent += sent;
+        let result = async {
+            let response = request.send().await?;
+            let status = response.status().as_u16();
+            let headers = response.headers().clone();
+            let bytes = response.bytes().await?;
+            Ok::<_, reqwest::Error>((status, headers, bytes))
+        }
+        .await;
+        self.in_flight = false;
+        let (status, headers, bytes) = match result {
+            Ok(parts) => parts,
+            Err(e) => {
+                self.reset_connection();
+                return Err(self.error(operation, classify(&e, timeout)));
+            }
+        };
+        self.stats.bytes_received += bytes.len() as u64;
+        tracing::debug!(host = %self.authority, %operation, status, sent, received = bytes.len(), "http exchange");
+        let (negotiate_token, offered) = negotiate_token(&headers);
+        Ok(RawReply {
+            status,
+            content_type: headers
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            negotiate_token,
+            offered,
+            body: bytes.to_vec(),
+        })
+    }
+}
+
+fn negotiate_header(token: &[u8]) -> HeaderValue {
+    HeaderValue::from_str(&format!("Negotiate {}", BASE64.encode(token)))
+        .expect("base64 is a valid header value")
+}
+
+/// The token of a `WWW-Authenticate: Negotiate <base64>` header (or `NTLM <base64>`), and the
+/// list of schemes offered, for messages.
+fn negotiate_token(headers: &HeaderMap) -> (Option<Result<Vec<u8>, String>>, Vec<String>) {
+    let mut offered = Vec::new();
+    let mut token = None;
+    for value in headers.get_all(WWW_AUTHENTICATE) {
+        let Ok(value) = value.to_str() else { continue };
+        for challenge in value.split(',') {
+            let challenge = challenge.trim();
+            let (scheme, param) = challenge
+                .split_once(' ')
+                .map_or((challenge, ""), |(s, p)| (s, p.trim()));
+            if scheme.is_empty() {
+                continue;
+            }
+            offered.push(scheme.to_string());
+            let negotiate =
+                scheme.eq_ignore_ascii_case("Negotiate") || scheme.eq_ignore_ascii_case("NTLM");
+            if negotiate && !param.is_empty() && token.is_none() {
+                token = Some(
+                    BASE64
+                        .decode(param)
+                        .map_err(|e| format!("the server's {scheme} token is not base64: {e}")),
+                );
+            }
+        }
+    }
+    offered.dedup();
+    (token, offered)
+}
+
+/// The messages of an error and its sources, joined, without repeats.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = current {
+        let text = err.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        current = err.source();
+    }
+    parts.join(": ")
+}
+
+fn is_tls(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = current {
+        if err.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        if err
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(io_wraps_rustls)
+        {
+            return true;
+        }
+        current = err.source();
+    }
+    false
+}
+
+/// TLS errors come as an io::Error (maybe inside another io::Error) around a rustls::Error;
+/// io::Error::source skips the wrapped error, so look inside explicitly.
+fn io_wraps_rustls(io: &std::io::Error) -> bool {
+    io.get_ref().is_some_and(|inner| {
+        inner.downcast_ref::<rustls::Error>().is_some()
+            || inner
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(io_wraps_rustls)
+    })
+}
+
+/// Old Windows hosts fail the handshake on the protocol version; say what to do about it.
+fn with_tls_version_hint(text: String) -> String {
+    let version_problem = ["ProtocolVersion", "SupportTls12Or13", "HandshakeFailure"]
+        .iter()
+        .any(|marker| text.contains(marker));
+    if version_problem {
+        format!(
+            "{text} (the host may offer only TLS 1.0: Windows Server 2003/2008 cannot do better \
+             and 2008 R2 has TLS 1.2 off by default; use HTTP on port 5985 with NTLM, which \
+             encrypts every message)"
+        )
+    } else {
+        text
+    }
+}
+
+fn classify(e: &reqwest::Error, timeout: Duration) -> Failure {
+    let text = chain(e);
+    if is_tls(e) {
+        return Failure::Tls(with_tls_version_hint(text));
+    }
+    if e.is_timeout() {
+        return Failure::Timeout {
+            cause: TimeoutCause::Request,
+            after: timeout,
+        };
+    }
+    if e.is_connect() {
+        return Failure::Connect(format!("cannot connect: {text}"));
+    }
+    if e.is_builder() {
+        return Failure::Config(text);
+    }
+    Failure::Connect(format!("connection lost: {text}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn www_authenticate_parsing() {
+        let mut headers = HeaderMap::new();
+        headers.append(WWW_AUTHENTICATE, HeaderValue::from_static("Kerberos"));
+        headers.append(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static("Negotiate TlRMTVNTUAAC"),
+        );
+        headers.append(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"WSMAN\""),
+        );
+        let (token, offered) = negotiate_token(&headers);
+        assert_eq!(token.unwrap().unwrap(), b"NTLMSSP\0\x02".to_vec());
+        assert_eq!(offered, ["Kerberos", "Negotiate", "Basic"]);
+
+        let mut headers = HeaderMap::new();
+        headers.append(WWW_AUTHENTICATE, HeaderValue::from_static("Negotiate"));
+        let (token, offered) = negotiate_token(&headers);
+        assert!(token.is_none());
+        assert_eq!(offered, ["Negotiate"]);
+
+        let mut headers = HeaderMap::new();
+        headers.append(WWW_AUTHENTICATE, HeaderValue::from_static("Negotiate !!!"));
+        assert!(negotiate_token(&headers).0.unwrap().is_err());
+    }
+
+    #[test]
+    fn tls_version_failures_get_a_hint() {
+        let hinted = with_tls_version_hint(
+            "peer is incompatible: ServerDoesNotSupportTls12Or13".to_string(),
+        );
+        assert!(
+            hinted.contains("use HTTP on port 5985 with NTLM"),
+            "{hinted}"
+        );
+        let plain = with_tls_version_hint("invalid peer certificate: UnknownIssuer".into());
+        assert_eq!(plain, "invalid peer certificate: UnknownIssuer");
+    }
+
+    #[test]
+    fn basic_header_is_sensitive_and_only_for_basic() {
+        use crate::util::secret::Secret;
+        let ep = Endpoint::new(
+            "h",
+            Scheme::Https,
+            AuthMethod::Basic,
+            "admin",
+            Secret::new("pw"),
+        );
+        let t = Transport::new(ep);
+        let h = t.basic_header().unwrap();
+        assert!(h.is_sensitive());
+        assert_eq!(h.to_str().unwrap(), "Basic YWRtaW46cHc=");
+        let ep = Endpoint::new(
+            "h",
+            Scheme::Http,
+            AuthMethod::Ntlm,
+            "admin",
+            Secret::new("pw"),
+        );
+        assert!(Transport::new(ep).basic_header().is_none());
+    }
+}
