@@ -111,6 +111,6 @@ mod tests {
             std::fs::write(rd.journal(id), "").unwrap();
         }
         assert_eq!(rd.latest().as_deref(), Some("20261124T100000.000Z-00001"));
-        assert!(new_run_id() > "20200101".to_string());
+        assert!(new_run_id().as_str() > "20200101");
     }
 }
