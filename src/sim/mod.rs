@@ -1,2 +1,4 @@
 //! The simulator: a world of WSUS servers and client computers behind a real WinRM endpoint on
 //! loopback. It depends on nothing of the executor; the executor never knows it talks to it.
+
+pub mod endpoint;
