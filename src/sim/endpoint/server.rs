@@ -269,8 +269,8 @@ pub(crate) async fn switched_on(rx: &mut watch::Receiver<bool>) {
     }
 }
 
-/// Rebinds a listener that the refuse fault closed. The port is free again at once (the
-/// listening socket is closed and no connection of ours lingers in TIME_WAIT on it).
+/// Rebinds a listener that the refuse fault closed (SO_REUSEADDR, which tokio sets on Unix,
+/// lets it bind past the dropped connections in TIME_WAIT), retrying while the port is busy.
 async fn rebind(addr: SocketAddr, stop: &mut watch::Receiver<bool>) -> Option<TcpListener> {
     let mut delay = Duration::from_millis(10);
     loop {
