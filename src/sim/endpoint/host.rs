@@ -133,3 +133,28 @@ impl Default for EndpointConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn closures_are_script_hosts() {
+        let world: Arc<dyn ScriptHost> = Arc::new(|host: &str, _script: String| {
+            let host = host.to_string();
+            async move { ScriptOutcome::success(format!("ran on {host}\r\n")) }
+        });
+        let out = world.run("wsus-hq", "Get-Date".into()).await;
+        assert_eq!(out, ScriptOutcome::success("ran on wsus-hq\r\n"));
+        let spec = HostSpec::new(
+            "h",
+            "127.0.1.1".parse().unwrap(),
+            vec![Account::new("a", "p")],
+        );
+        assert!(
+            !format!("{spec:?}").contains("\"p\""),
+            "the password stays hidden"
+        );
+        assert_eq!(EndpointConfig::default().http_port, 5985);
+    }
+}

@@ -251,11 +251,11 @@ impl Shells {
         let task = tokio::spawn(async move {
             let outcome = match invocation {
                 Invocation::Immediate(outcome) => outcome,
-                Invocation::Script(script) => handler.run(&host, script).await,
+                Invocation::Script(script) => run_script(&*handler, &host, script).await,
                 Invocation::Bootstrap => {
                     let stdin = runner.stdin_when_closed().await;
                     match cmdline::bootstrap_script(&stdin) {
-                        Ok(script) => handler.run(&host, script).await,
+                        Ok(script) => run_script(&*handler, &host, script).await,
                         Err(outcome) => outcome,
                     }
                 }
@@ -382,6 +382,29 @@ impl Shells {
     }
 }
 
+/// Aborts the task it holds when dropped (the command was stopped).
+struct AbortOnDrop(tokio::task::JoinHandle<ScriptOutcome>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Runs a script on its own task, so that a panic in the world model ends the command (exit
+/// code -1, the panic named on stderr) instead of leaving it running forever.
+async fn run_script(handler: &dyn ScriptHost, host: &str, script: String) -> ScriptOutcome {
+    let mut task = AbortOnDrop(tokio::spawn(handler.run(host, script)));
+    match (&mut task.0).await {
+        Ok(outcome) => outcome,
+        Err(e) => ScriptOutcome {
+            exit_code: -1,
+            stdout: Vec::new(),
+            stderr: format!("simulator: the script host failed: {e}\r\n").into_bytes(),
+        },
+    }
+}
+
 /// Takes up to `budget` bytes of unsent output, stdout first, in `STREAM_CHUNK` pieces; the
 /// exit code comes with the last piece.
 fn take_chunk(o: &mut Output, budget: usize) -> Received {
@@ -447,6 +470,15 @@ mod tests {
         assert_eq!(streams[1], ("stderr", b"err".to_vec()));
         assert_eq!(exit_code, Some(4));
         assert!(!o.pending() || o.exit_code.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_panicking_script_host_ends_the_command() {
+        let handler: Arc<dyn ScriptHost> =
+            Arc::new(|_: &str, _: String| async { panic!("world model bug") });
+        let out = run_script(&*handler, "h", "x".into()).await;
+        assert_eq!(out.exit_code, -1);
+        assert!(String::from_utf8_lossy(&out.stderr).contains("panicked"));
     }
 
     #[test]
