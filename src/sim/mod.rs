@@ -2,6 +2,7 @@
 //! loopback. It depends on nothing of the executor; the executor never knows it talks to it.
 
 pub mod dispatch;
+pub mod endpoint;
 pub mod logs;
 pub mod scenario;
 pub mod world;
