@@ -10,11 +10,14 @@
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use wsusfix::sim::endpoint::{Account, EndpointConfig, HostSpec, ScriptHost, ScriptOutcome, serve};
+
+mod common;
+use common::peer_python;
 
 /// Echoes `HOST: FIRST LINE`; obeys `sleep MS`, `big N` and `exit N` lines.
 async fn stub(host: String, script: String) -> ScriptOutcome {
@@ -33,39 +36,11 @@ async fn stub(host: String, script: String) -> ScriptOutcome {
     out
 }
 
-/// The peer Python interpreter: `$WSUSFIX_PEER_PYTHON`, else the one `tests/peer/setup.sh`
-/// prepares (under a lock, so parallel runs do not build the venv twice).
-fn peer_python() -> PathBuf {
-    if let Ok(python) = std::env::var("WSUSFIX_PEER_PYTHON")
-        && !python.is_empty()
-    {
-        return PathBuf::from(python);
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let lock_path = std::env::temp_dir().join("wsusfix-peer-venv.lock");
-    let lock = std::fs::File::create(&lock_path).expect("create the peer venv lock file");
-    lock.lock().expect("lock the peer venv lock file");
-    let out = std::process::Command::new(root.join("tests/peer/setup.sh"))
-        .output()
-        .expect("run tests/peer/setup.sh (set WSUSFIX_PEER_PYTHON to use another Python)");
-    drop(lock);
-    assert!(
-        out.status.success(),
-        "tests/peer/setup.sh failed ({}); set WSUSFIX_PEER_PYTHON to a Python with pywinrm 0.5.0\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).expect("setup.sh prints a path");
-    let last = stdout
-        .lines()
-        .last()
-        .expect("setup.sh prints the python path last");
-    PathBuf::from(last.trim())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pywinrm_runs_scripts_against_the_endpoint() {
-    let python = tokio::task::spawn_blocking(peer_python).await.unwrap();
+    let python = tokio::task::spawn_blocking(|| peer_python().to_path_buf())
+        .await
+        .unwrap();
     let handler: Arc<dyn ScriptHost> =
         Arc::new(|host: &str, script: String| stub(host.to_string(), script));
     let spec = HostSpec::new(

@@ -10,7 +10,6 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -18,47 +17,15 @@ use sha2::{Digest, Sha256};
 use wsusfix::util::secret::Secret;
 use wsusfix::winrm::{AuthMethod, Endpoint, ErrorKind, Operation, Scheme, Session};
 
+mod common;
+use common::peer_python;
+
 const USER: &str = "CORP\\alice";
 const PASSWORD: &str = "Pa55-w0rd!peer";
 const DEADLINE: Duration = Duration::from_secs(60);
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The Python with pywinrm and pyspnego; created once per machine, guarded against concurrent
-/// test processes by a file lock.
-fn peer_python() -> &'static Path {
-    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        if let Some(path) = std::env::var_os("WSUSFIX_PEER_PYTHON") {
-            return PathBuf::from(path);
-        }
-        let lock_path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("peer-venv.lock");
-        let lock = File::create(&lock_path).expect("create the venv lock file");
-        lock.lock().expect("lock the venv lock file");
-        let setup = repo().join("tests/peer/setup.sh");
-        let output = Command::new("bash")
-            .arg(&setup)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", setup.display()));
-        lock.unlock().ok();
-        assert!(
-            output.status.success(),
-            "{} failed; it needs python3 and PyPI (or set WSUSFIX_PEER_PYTHON to a python with \
-             pywinrm 0.5.0 and pyspnego 0.12.4):\n{}",
-            setup.display(),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        PathBuf::from(
-            stdout
-                .lines()
-                .last()
-                .expect("setup.sh prints the python path")
-                .trim(),
-        )
-    })
 }
 
 #[derive(Default)]

@@ -11,6 +11,7 @@ pub mod bench;
 pub mod diagnose;
 pub mod inputs;
 pub mod plan;
+pub mod sim;
 pub mod validate;
 
 /// Apply Microsoft KB 954960 to every server of a WSUS 3.0 hierarchy, top-down, over WinRM.
@@ -32,6 +33,8 @@ pub enum Command {
     /// Read WindowsUpdate.log and SoftwareDistribution.log files and say whether the KB 954960
     /// symptom is there, quoting the evidence (exit 0 no symptom, 2 found, 3 unreadable).
     Diagnose(diagnose::DiagnoseArgs),
+    /// The simulated WSUS fleet: serve an inventory over WinRM on loopback, or print its state.
+    Sim(sim::SimArgs),
     /// Measure: plan (planning time and memory for generated hierarchies).
     Bench(bench::BenchArgs),
 }
@@ -72,6 +75,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Validate(a) => validate::run(&a, &mut out, &mut err),
         Command::Plan(a) => plan::run(&a, &mut out, &mut err),
         Command::Diagnose(a) => diagnose::run(&a, &mut out, &mut err),
+        Command::Sim(a) => sim::run(&a, &mut out, &mut err),
         Command::Bench(a) => bench::run(&a, &mut out, &mut err),
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod dispatch;
 pub mod endpoint;
+pub mod fleet;
 pub mod logs;
 pub mod scenario;
 pub mod world;

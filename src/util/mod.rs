@@ -1,4 +1,5 @@
 //! Small shared building blocks with no domain knowledge.
 
+pub mod credentials;
 pub mod prng;
 pub mod secret;

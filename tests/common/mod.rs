@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 
 /// The repository root.
 pub fn root() -> PathBuf {
@@ -91,5 +92,141 @@ impl Done {
             self.stderr
         );
         self
+    }
+}
+
+/// The Python with pywinrm and pyspnego for interop tests: `$WSUSFIX_PEER_PYTHON`, else the one
+/// `tests/peer/setup.sh` creates (once per machine, under a lock so that parallel test processes
+/// do not build the virtualenv twice). Never skips: without Python and PyPI it fails and says so.
+pub fn peer_python() -> &'static Path {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON.get_or_init(|| {
+        if let Some(path) = std::env::var_os("WSUSFIX_PEER_PYTHON").filter(|p| !p.is_empty()) {
+            return PathBuf::from(path);
+        }
+        let lock_path = std::env::temp_dir().join("wsusfix-peer-venv.lock");
+        let lock = std::fs::File::create(&lock_path).expect("create the venv lock file");
+        lock.lock().expect("lock the venv lock file");
+        let setup = root().join("tests/peer/setup.sh");
+        let output = Command::new("bash")
+            .arg(&setup)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", setup.display()));
+        lock.unlock().ok();
+        assert!(
+            output.status.success(),
+            "{} failed; it needs python3 and PyPI (or set WSUSFIX_PEER_PYTHON to a python with \
+             pywinrm 0.5.0 and pyspnego 0.12.4):\n{}",
+            setup.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        PathBuf::from(
+            stdout
+                .lines()
+                .last()
+                .expect("setup.sh prints the python path")
+                .trim(),
+        )
+    })
+}
+
+/// The password every test inventory refers to (`env:WSUSFIX_PASSWORD`).
+pub const PASSWORD: &str = "Lab-Passw0rd!";
+
+/// Copies an inventory from `inventory/` into `dir`, moving its loopback addresses from
+/// 127.0.x.y to 127.`subnet`.x.y so that tests running at once do not share addresses.
+pub fn inventory_copy(dir: &Path, name: &str, subnet: u8) -> PathBuf {
+    let text =
+        std::fs::read_to_string(root().join("inventory").join(name)).expect("read the inventory");
+    let moved = text.replace("127.0.", &format!("127.{subnet}."));
+    let path = dir.join(name);
+    std::fs::write(&path, moved).expect("write the inventory copy");
+    path
+}
+
+/// A `wsusfix sim serve` process, stopped (Ctrl-C) when dropped.
+pub struct Sim {
+    child: std::process::Child,
+    /// Its state file.
+    pub state_file: PathBuf,
+    /// The CA certificate of its HTTPS listeners.
+    pub ca: PathBuf,
+    /// What it printed up to "ready".
+    pub banner: String,
+}
+
+impl Sim {
+    /// Starts the simulator for `inventory` (with an optional scenario) and waits until it
+    /// serves. Its files go to `dir`.
+    pub fn start(inventory: &Path, scenario: Option<&Path>, dir: &Path, extra: &[&str]) -> Sim {
+        use std::io::{BufRead, BufReader};
+        let state_file = dir.join("sim-state.json");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wsusfix"));
+        cmd.arg("sim")
+            .arg("serve")
+            .arg("-i")
+            .arg(inventory)
+            .arg("--state-file")
+            .arg(&state_file)
+            .args(extra)
+            .env("WSUSFIX_PASSWORD", PASSWORD)
+            .env("WSUSFIX_CLIENT_PASSWORD", PASSWORD)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit());
+        if let Some(s) = scenario {
+            cmd.arg("--scenario").arg(s);
+        }
+        let mut child = cmd.spawn().expect("start wsusfix sim serve");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut reader = BufReader::new(stdout);
+        let mut banner = String::new();
+        loop {
+            let mut line = String::new();
+            let n = reader
+                .read_line(&mut line)
+                .expect("read the simulator's output");
+            assert!(n > 0, "the simulator exited before it was ready:\n{banner}");
+            banner.push_str(&line);
+            if line.starts_with("ready") {
+                break;
+            }
+        }
+        // Keep draining its output so it never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            while reader.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
+                sink.clear();
+            }
+        });
+        Sim {
+            child,
+            ca: state_file.with_file_name("sim-ca.pem"),
+            state_file,
+            banner,
+        }
+    }
+
+    /// The world's state view.
+    pub fn state(&self) -> serde_json::Value {
+        let bytes = std::fs::read(&self.state_file).expect("read the simulator state");
+        serde_json::from_slice(&bytes).expect("the state is JSON")
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        // SAFETY: sending SIGINT to our own child process.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGINT);
+        }
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -20,6 +20,9 @@ pub struct TransportFaults {
     fail_probability: AtomicU64,
     timeout_storm: AtomicU32,
     reject_credentials: AtomicBool,
+    /// The host dies (refuses connections) after this many requests; 0 = never.
+    die_after: AtomicU64,
+    seen: AtomicU64,
 }
 
 impl Default for TransportFaults {
@@ -38,6 +41,8 @@ impl TransportFaults {
             fail_probability: AtomicU64::new(0f64.to_bits()),
             timeout_storm: AtomicU32::new(0),
             reject_credentials: AtomicBool::new(false),
+            die_after: AtomicU64::new(0),
+            seen: AtomicU64::new(0),
         }
     }
 
@@ -51,6 +56,22 @@ impl TransportFaults {
     /// Whether connections are refused.
     pub fn refuses_connections(&self) -> bool {
         *self.refuse.borrow()
+    }
+
+    /// The host dies in the middle of a run: after `n` more HTTP requests (0: never) it refuses
+    /// connections, as [`set_refuse_connections`](Self::set_refuse_connections) does.
+    pub fn set_die_after_requests(&self, n: u64) {
+        self.seen.store(0, Ordering::Relaxed);
+        self.die_after.store(n, Ordering::Relaxed);
+    }
+
+    /// Counts one request; the host dies when its request budget is spent.
+    pub fn count_request(&self) {
+        let limit = self.die_after.load(Ordering::Relaxed);
+        if limit > 0 && self.seen.fetch_add(1, Ordering::Relaxed) + 1 >= limit {
+            self.die_after.store(0, Ordering::Relaxed);
+            self.set_refuse_connections(true);
+        }
     }
 
     /// Added before every HTTP request is answered.
@@ -116,6 +137,7 @@ impl TransportFaults {
         self.set_failure_probability(0.0);
         self.set_timeout_storm(0);
         self.set_reject_credentials(false);
+        self.set_die_after_requests(0);
     }
 
     pub(crate) fn watch_refuse(&self) -> watch::Receiver<bool> {
@@ -163,5 +185,22 @@ mod tests {
         assert_eq!(faults.failure_probability(), 0.0);
         faults.set_failure_probability(f64::NAN);
         assert_eq!(faults.failure_probability(), 0.0);
+    }
+
+    #[test]
+    fn a_host_dies_after_its_request_budget() {
+        let faults = TransportFaults::new();
+        faults.set_die_after_requests(3);
+        faults.count_request();
+        faults.count_request();
+        assert!(!faults.refuses_connections());
+        faults.count_request();
+        assert!(faults.refuses_connections(), "dead after the third request");
+        faults.clear();
+        assert!(!faults.refuses_connections());
+        for _ in 0..10 {
+            faults.count_request();
+        }
+        assert!(!faults.refuses_connections(), "0 means never");
     }
 }

@@ -150,6 +150,7 @@ impl Connection {
     pub async fn handle(&mut self, req: Request<Incoming>) -> Reply {
         let host = Arc::clone(&self.host);
         Counters::bump(&host.counters.requests);
+        host.spec.faults.count_request();
         let latency = host.spec.faults.latency();
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
