@@ -139,3 +139,22 @@ fn the_simulator_refuses_what_it_cannot_serve() {
     .code(3)
     .stderr_has("sim serve");
 }
+
+#[test]
+fn every_example_scenario_builds_a_world_of_the_lab() {
+    use wsusfix::core::inventory;
+    use wsusfix::sim::scenario::Scenario;
+    use wsusfix::sim::world::World;
+    let inv = inventory::load(&std::fs::read_to_string(root().join("inventory/lab.yaml")).unwrap())
+        .inventory
+        .unwrap();
+    let mut n = 0;
+    for e in std::fs::read_dir(root().join("tests/fixtures/scenarios")).unwrap() {
+        let p = e.unwrap().path();
+        let scenario = Scenario::parse(&std::fs::read_to_string(&p).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        World::new(&inv, &scenario, chrono::Utc::now()).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        n += 1;
+    }
+    assert!(n >= 5);
+}
