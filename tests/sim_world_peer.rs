@@ -153,7 +153,8 @@ fn every_example_scenario_builds_a_world_of_the_lab() {
         let p = e.unwrap().path();
         let scenario = Scenario::parse(&std::fs::read_to_string(&p).unwrap())
             .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-        World::new(&inv, &scenario, chrono::Utc::now()).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        World::new(&inv, &scenario, chrono::Utc::now())
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
         n += 1;
     }
     assert!(n >= 5);
