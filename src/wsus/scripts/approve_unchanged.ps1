@@ -10,7 +10,7 @@ try {
         $group = $wsus.GetComputerTargetGroup([Guid]$ArgGroup)
     } catch {
         $cause = Get-WsusfixCause $_
-        Stop-Wsusfix 'other' $cause.GetType().FullName ('target group ' + $ArgGroup + ': ' + $cause.Message)
+        Stop-Wsusfix 'other' ($cause.GetType().FullName) ('target group ' + $ArgGroup + ': ' + $cause.Message)
     }
     # KB 954960: "approve it, making no changes in the Approve Updates dialog". Untouched, that
     # dialog leaves every group Not approved, so the API equivalent is an approval with action

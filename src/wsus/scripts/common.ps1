@@ -42,7 +42,7 @@ function Stop-Wsusfix([string]$Kind, [string]$Type, [string]$Message) {
 }
 
 function Stop-WsusfixWith([string]$Kind, $Exception) {
-    Stop-Wsusfix $Kind $Exception.GetType().FullName $Exception.Message
+    Stop-Wsusfix $Kind ($Exception.GetType().FullName) ($Exception.Message)
 }
 
 # The exception behind an error record: PowerShell wraps exceptions thrown by .NET methods

@@ -1,4 +1,4 @@
-$ArgReplica = {{replica}} -eq 'true'
+$ArgReplica = [bool]::Parse({{replica}})
 $ArgTimeout = [int]{{timeout}}
 
 try {
