@@ -13,7 +13,8 @@ use wsusfix::wsus::{Connection, Op, OpName, render, render_via};
 
 const UPDATE: &str = "D359F493-0AAD-43FA-AF5C-6763326CD98F";
 const SHA: &str = "3285d17c9cd37ab7c2058da526a79b182907b1dc194af691ca8eeca051edebaa";
-const DLL: &str = "WebServices\\ClientWebService\\bin\\Microsoft.UpdateServices.WebServices.Client.dll";
+const DLL: &str =
+    "WebServices\\ClientWebService\\bin\\Microsoft.UpdateServices.WebServices.Client.dll";
 
 // ---------------------------------------------------------------------------------------------
 // Tree helpers
@@ -379,7 +380,10 @@ fn every_rendered_script_parses_and_is_powershell_2() {
             // Preferences first, and an explicit exit at the end: powershell.exe would exit 0
             // after an unhandled error otherwise.
             assert!(script.contains("$ErrorActionPreference = 'Stop'"), "{name}");
-            assert!(script.contains("$ProgressPreference = 'SilentlyContinue'"), "{name}");
+            assert!(
+                script.contains("$ProgressPreference = 'SilentlyContinue'"),
+                "{name}"
+            );
             assert!(script.trim_end().ends_with("exit 1"), "{name}");
             assert!(commands(&script).iter().any(|c| c == "Set-StrictMode"));
         }
@@ -490,7 +494,9 @@ fn the_specific_claims() {
 
     // approve_unchanged approves with NotApproved for the group found by ID, never by name.
     let s = render(&sample(OpName::ApproveUnchanged));
-    assert!(s.contains("[Microsoft.UpdateServices.Administration.UpdateApprovalAction]::NotApproved"));
+    assert!(
+        s.contains("[Microsoft.UpdateServices.Administration.UpdateApprovalAction]::NotApproved")
+    );
     assert!(!calls(&s, "GetComputerTargetGroups"));
 
     // install_hotfix hashes the package, compares, and only then starts the installer.
@@ -498,7 +504,10 @@ fn the_specific_claims() {
     let hash = first_call(&s, "ComputeHash").unwrap();
     let compare = s.find("$actual -ne $ArgSha256").unwrap();
     let start = first_call(&s, "Start").unwrap();
-    assert!(hash < compare && compare < start, "{hash} {compare} {start}");
+    assert!(
+        hash < compare && compare < start,
+        "{hash} {compare} {start}"
+    );
     assert!(s.contains("SHA256Managed") && s.contains("IO.FileStream"));
     assert!(s.contains("$code -eq 0 -or $code -eq 3010 -or $code -eq 1641"));
 
@@ -582,7 +591,9 @@ fn json_strings(v: &serde_json::Value) -> Vec<String> {
 
 fn marker(script: &str) -> (String, serde_json::Map<String, serde_json::Value>) {
     let first = script.lines().next().unwrap();
-    let rest = first.strip_prefix("# wsusfix-op: ").expect("the marker line");
+    let rest = first
+        .strip_prefix("# wsusfix-op: ")
+        .expect("the marker line");
     let (name, json) = rest.split_once(' ').unwrap();
     let serde_json::Value::Object(args) = serde_json::from_str(json).unwrap() else {
         panic!("arguments are not an object: {json}");
@@ -684,12 +695,27 @@ fn string_slots() -> Vec<(&'static str, Box<dyn Fn(&str) -> Option<String>>)> {
         op.ok().map(|op| render(&op))
     }
     vec![
-        ("facts.update", Box::new(|v| ok(Op::facts::<&str>(v, None, &[])))),
-        ("facts.services", Box::new(|v| ok(Op::facts(UPDATE, None, &[v])))),
-        ("ensure_declined.update", Box::new(|v| ok(Op::ensure_declined(v)))),
-        ("approve_unchanged.group", Box::new(|v| ok(Op::approve_unchanged(UPDATE, v)))),
+        (
+            "facts.update",
+            Box::new(|v| ok(Op::facts::<&str>(v, None, &[]))),
+        ),
+        (
+            "facts.services",
+            Box::new(|v| ok(Op::facts(UPDATE, None, &[v]))),
+        ),
+        (
+            "ensure_declined.update",
+            Box::new(|v| ok(Op::ensure_declined(v))),
+        ),
+        (
+            "approve_unchanged.group",
+            Box::new(|v| ok(Op::approve_unchanged(UPDATE, v))),
+        ),
         ("decline.update", Box::new(|v| ok(Op::decline(v)))),
-        ("install_hotfix.path", Box::new(|v| ok(Op::install_hotfix(1, v, SHA, "/q", 60)))),
+        (
+            "install_hotfix.path",
+            Box::new(|v| ok(Op::install_hotfix(1, v, SHA, "/q", 60))),
+        ),
         (
             "install_hotfix.sha256",
             Box::new(|v| ok(Op::install_hotfix(1, "C:\\x.exe", v, "/q", 60))),
@@ -699,7 +725,10 @@ fn string_slots() -> Vec<(&'static str, Box<dyn Fn(&str) -> Option<String>>)> {
             Box::new(|v| ok(Op::install_hotfix(1, "C:\\x.exe", SHA, v, 60))),
         ),
         ("file_version.path", Box::new(|v| ok(Op::file_version(v)))),
-        ("services.names", Box::new(|v| ok(Op::services(&[v], &[v], 60)))),
+        (
+            "services.names",
+            Box::new(|v| ok(Op::services(&[v], &[v], 60))),
+        ),
         ("set_culture.culture", Box::new(|v| ok(Op::set_culture(v)))),
         (
             "connection.server",
@@ -723,7 +752,11 @@ fn hostile_values_are_refused_or_stay_inside_one_literal() {
                 continue;
             };
             accepted += 1;
-            assert_eq!(syntax_errors(&script), Vec::<String>::new(), "{slot} {value:?}");
+            assert_eq!(
+                syntax_errors(&script),
+                Vec::<String>::new(),
+                "{slot} {value:?}"
+            );
             // The marker holds the value (normalised only in case, for GUIDs and digests)...
             let (_, args) = marker(&script);
             let arg = slot.split('.').nth(1).unwrap();
@@ -736,7 +769,10 @@ fn hostile_values_are_refused_or_stay_inside_one_literal() {
             assert_marker_matches_body(&script);
         }
     }
-    assert!(accepted >= 12, "the accepted branch is exercised: {accepted}");
+    assert!(
+        accepted >= 12,
+        "the accepted branch is exercised: {accepted}"
+    );
     assert!(refused >= 300, "{refused}");
 }
 

@@ -228,7 +228,11 @@ impl PackagePath {
         }
         let lower = value.to_ascii_lowercase();
         if !lower.ends_with(".exe") && !lower.ends_with(".msp") {
-            return Err(InvalidArg::new(arg, value, "must name an .exe or .msp file"));
+            return Err(InvalidArg::new(
+                arg,
+                value,
+                "must name an .exe or .msp file",
+            ));
         }
         Ok(PackagePath(value.to_string()))
     }
@@ -504,7 +508,15 @@ mod tests {
         for ok in ["en-US", "de-CH", "sr-Latn-CS", "es-419", "zh-CN"] {
             assert!(CultureName::parse("culture", ok).is_ok(), "{ok}");
         }
-        for bad in ["en", "", "en_US", "en-US'", "e-US", "en-US-x-y-z", "en-\u{2019}"] {
+        for bad in [
+            "en",
+            "",
+            "en_US",
+            "en-US'",
+            "e-US",
+            "en-US-x-y-z",
+            "en-\u{2019}",
+        ] {
             assert!(CultureName::parse("culture", bad).is_err(), "{bad}");
         }
     }
@@ -539,7 +551,13 @@ mod tests {
     #[test]
     fn install_paths_stay_inside() {
         assert!(InstallPath::parse("path", "WebServices\\ClientWebService\\bin\\x.dll").is_ok());
-        for bad in ["\\Windows\\x.dll", "C:\\x.dll", "..\\x.dll", "a\\..\\..\\x", "a/../b"] {
+        for bad in [
+            "\\Windows\\x.dll",
+            "C:\\x.dll",
+            "..\\x.dll",
+            "a\\..\\..\\x",
+            "a/../b",
+        ] {
             assert!(InstallPath::parse("path", bad).is_err(), "{bad}");
         }
     }

@@ -354,10 +354,11 @@ impl Op {
     ) -> Result<Op, InvalidArg> {
         let names = service_names("names", names)?;
         let wait_running = service_names("wait_running", wait_running)?;
-        if let Some(w) = wait_running
-            .iter()
-            .find(|w| !names.iter().any(|n| n.as_str().eq_ignore_ascii_case(w.as_str())))
-        {
+        if let Some(w) = wait_running.iter().find(|w| {
+            !names
+                .iter()
+                .any(|n| n.as_str().eq_ignore_ascii_case(w.as_str()))
+        }) {
             return Err(InvalidArg {
                 arg: "wait_running",
                 value: format!("{:?}", w.as_str()),
@@ -417,11 +418,7 @@ impl Op {
                 update,
                 since,
                 services,
-            } => vec![
-                ("update", update),
-                ("since", since),
-                ("services", services),
-            ],
+            } => vec![("update", update), ("since", since), ("services", services)],
             Op::SetReplica { replica, timeout } => {
                 vec![("replica", replica), ("timeout", timeout)]
             }
@@ -561,7 +558,8 @@ mod tests {
 
     #[test]
     fn marker_line_first_with_sorted_json() {
-        let s = render(&Op::approve_unchanged(UPDATE, "a0a08746-4dbe-4a37-9adf-9e7652c0b421").unwrap());
+        let s =
+            render(&Op::approve_unchanged(UPDATE, "a0a08746-4dbe-4a37-9adf-9e7652c0b421").unwrap());
         let first = s.lines().next().unwrap();
         assert_eq!(
             first,
@@ -595,9 +593,12 @@ mod tests {
     fn named_connection_adds_its_arguments_only_where_the_api_is_used() {
         let conn = Connection::named("wsus01.contoso.com", 8530, false).unwrap();
         let s = render_via(&Op::decline(UPDATE).unwrap(), &conn);
-        assert!(s.lines().next().unwrap().contains(
-            "\"port\":8530,\"server\":\"wsus01.contoso.com\",\"ssl\":false"
-        ));
+        assert!(
+            s.lines()
+                .next()
+                .unwrap()
+                .contains("\"port\":8530,\"server\":\"wsus01.contoso.com\",\"ssl\":false")
+        );
         let s = render_via(&Op::detect_now(600).unwrap(), &conn);
         assert_eq!(
             s.lines().next().unwrap(),

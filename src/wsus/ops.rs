@@ -149,11 +149,8 @@ impl<R: Remote> WsusOps<R> {
         wait_running: &[W],
         timeout: u32,
     ) -> Result<ServicesOutcome, OpError> {
-        self.typed(
-            OpName::Services,
-            Op::services(names, wait_running, timeout),
-        )
-        .await
+        self.typed(OpName::Services, Op::services(names, wait_running, timeout))
+            .await
     }
 
     /// `sync_now`: start a synchronisation and wait up to `timeout` seconds for its result.

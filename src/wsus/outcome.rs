@@ -36,7 +36,11 @@ impl FromStr for FileVersion {
             parts[n] = p.parse().map_err(|_| ())?;
             n += 1;
         }
-        if n == 4 { Ok(FileVersion(parts)) } else { Err(()) }
+        if n == 4 {
+            Ok(FileVersion(parts))
+        } else {
+            Err(())
+        }
     }
 }
 
@@ -356,9 +360,9 @@ impl FromKeys for Facts {
             let approvals = k
                 .all("update_approval")
                 .map(|v| {
-                    let (g, a) = v
-                        .split_once('|')
-                        .ok_or_else(|| Malformed::bad_value("update_approval", v, "GROUP|ACTION"))?;
+                    let (g, a) = v.split_once('|').ok_or_else(|| {
+                        Malformed::bad_value("update_approval", v, "GROUP|ACTION")
+                    })?;
                     Ok(Approval {
                         group: guid_value("update_approval", g)?,
                         action: ApprovalAction::parse("update_approval", a)?,
@@ -647,7 +651,13 @@ mod tests {
         let v: FileVersion = "3.1.6001.66".parse().unwrap();
         assert_eq!(v.to_string(), "3.1.6001.66");
         assert!(v > "3.1.6001.65".parse().unwrap());
-        for bad in ["3.1.6001", "3.1.6001.66.1", "3.1.6001.x", "3..6001.66", "70000.0.0.0"] {
+        for bad in [
+            "3.1.6001",
+            "3.1.6001.66.1",
+            "3.1.6001.x",
+            "3..6001.66",
+            "70000.0.0.0",
+        ] {
             assert!(bad.parse::<FileVersion>().is_err(), "{bad}");
         }
     }

@@ -269,7 +269,10 @@ mod tests {
                     "{}{}{}{}",
                     line("actual_sha256", "ab"),
                     line("error_kind", "hash-mismatch"),
-                    line("error_type", "System.Security.Cryptography.CryptographicException"),
+                    line(
+                        "error_type",
+                        "System.Security.Cryptography.CryptographicException"
+                    ),
                     line("error", "has SHA-256 ab")
                 ),
             ),
