@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 use crate::exit;
 
+pub mod apply;
 pub mod bench;
 pub mod diagnose;
 pub mod inputs;
@@ -30,6 +31,14 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     /// Print what `apply` would do, in which order and why, without touching any server.
     Plan(plan::PlanArgs),
+    /// Run the plan against the servers: top-down, siblings in parallel, every step journaled.
+    Apply(apply::ApplyArgs),
+    /// Pick up an interrupted run: restore what it left, then finish its servers.
+    Resume(apply::ResumeArgs),
+    /// Show where a run stands and its restore ledger.
+    Status(apply::StatusArgs),
+    /// Close every open obligation of a run (switch held replicas back), nothing else.
+    Restore(apply::ResumeArgs),
     /// Read WindowsUpdate.log and SoftwareDistribution.log files and say whether the KB 954960
     /// symptom is there, quoting the evidence (exit 0 no symptom, 2 found, 3 unreadable).
     Diagnose(diagnose::DiagnoseArgs),
@@ -74,6 +83,10 @@ pub fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Validate(a) => validate::run(&a, &mut out, &mut err),
         Command::Plan(a) => plan::run(&a, &mut out, &mut err),
+        Command::Apply(a) => apply::apply(&a, &mut out, &mut err),
+        Command::Resume(a) => apply::resume(&a, false, &mut out, &mut err),
+        Command::Status(a) => apply::status(&a, &mut out, &mut err),
+        Command::Restore(a) => apply::resume(&a, true, &mut out, &mut err),
         Command::Diagnose(a) => diagnose::run(&a, &mut out, &mut err),
         Command::Sim(a) => sim::run(&a, &mut out, &mut err),
         Command::Bench(a) => bench::run(&a, &mut out, &mut err),

@@ -35,6 +35,13 @@ impl RunDir {
         }
     }
 
+    /// The run folder at `root` (as found in the state folder).
+    pub fn at(root: &Path) -> RunDir {
+        RunDir {
+            root: root.to_path_buf(),
+        }
+    }
+
     /// The folder itself.
     pub fn root(&self) -> &Path {
         &self.root

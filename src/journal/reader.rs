@@ -149,6 +149,8 @@ pub struct ServerProgress {
     pub steps: BTreeMap<usize, StepState>,
     /// The server's result, once finished.
     pub result: Option<(ServerResult, Option<String>)>,
+    /// The path it took, once known.
+    pub path: Option<String>,
 }
 
 /// An obligation and its state.
@@ -173,6 +175,8 @@ pub struct RunState {
     pub fingerprint: String,
     /// The inventory file.
     pub inventory: String,
+    /// The playbook file (none: built in).
+    pub playbook: Option<String>,
     /// When it started.
     pub started: String,
     /// Per server.
@@ -188,11 +192,12 @@ pub struct RunState {
 impl RunState {
     /// Replays records (the header first).
     pub fn replay(records: &[Record]) -> RunState {
-        let (run_id, fingerprint, inventory, started, plan) = match records.first() {
+        let (run_id, fingerprint, inventory, playbook, started, plan) = match records.first() {
             Some(Record::Header {
                 run_id,
                 fingerprint,
                 inventory,
+                playbook,
                 at,
                 plan,
                 ..
@@ -200,6 +205,7 @@ impl RunState {
                 run_id.clone(),
                 fingerprint.clone(),
                 inventory.clone(),
+                playbook.clone(),
                 at.clone(),
                 (**plan).clone(),
             ),
@@ -210,6 +216,7 @@ impl RunState {
             plan,
             fingerprint,
             inventory,
+            playbook,
             started,
             servers: BTreeMap::new(),
             ledger: Vec::new(),
@@ -263,6 +270,16 @@ impl RunState {
                 Record::RunFinished { result, .. } => st.finished = Some(result.clone()),
                 Record::Interrupted { .. } => st.interrupted += 1,
                 Record::Resumed { .. } => st.finished = None,
+                Record::Facts {
+                    server,
+                    version: Some(v),
+                    ..
+                } => {
+                    let p = st.progress(server);
+                    if p.path.is_none() {
+                        p.path = Some(v.clone());
+                    }
+                }
                 Record::Header { .. } | Record::Facts { .. } | Record::Verification { .. } => {}
             }
         }
@@ -275,6 +292,7 @@ impl RunState {
             .or_insert_with(|| ServerProgress {
                 steps: BTreeMap::new(),
                 result: None,
+                path: None,
             })
     }
 
@@ -310,6 +328,7 @@ mod tests {
             fingerprint: plan.fingerprint.clone(),
             tool_version: "0.1.0".into(),
             inventory: "inv.yaml".into(),
+            playbook: None,
             at: now(),
             plan: Box::new(plan),
         }

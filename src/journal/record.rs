@@ -87,6 +87,9 @@ pub enum Record {
         tool_version: String,
         /// The inventory file as given.
         inventory: String,
+        /// The playbook file, or none for the built-in one.
+        #[serde(default)]
+        playbook: Option<String>,
         /// When the run started (RFC 3339).
         at: String,
         /// The plan being executed (resume executes exactly this plan).
@@ -182,6 +185,9 @@ pub enum Record {
         result: ServerResult,
         /// Why (for failed, blocked, skipped).
         reason: Option<String>,
+        /// The path it took (`3.0-rtm`, ...), once known.
+        #[serde(default)]
+        path: Option<String>,
         /// When.
         at: String,
     },

@@ -554,11 +554,12 @@ impl World {
             kv("replica", s.replica),
             kv("sync_from_mu", s.sync_from_mu),
         ];
-        if let Some((n, p, ssl)) = &s.upstream {
-            out.push(kv("upstream_name", n));
-            out.push(kv("upstream_port", p));
-            out.push(kv("upstream_ssl", ssl));
-        }
+        // The configuration always has these properties; a server that syncs from Microsoft
+        // Update keeps an empty name.
+        let (n, p, ssl) = s.upstream.clone().unwrap_or((String::new(), 80, false));
+        out.push(kv("upstream_name", n));
+        out.push(kv("upstream_port", p));
+        out.push(kv("upstream_ssl", ssl));
         out.push(kv(
             "config_state",
             if s.config_busy_polls > 0 {
