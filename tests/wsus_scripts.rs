@@ -271,6 +271,25 @@ fn the_grammar_loads_and_flags_broken_powershell() {
 }
 
 #[test]
+fn the_call_finder_sees_calls_only() {
+    assert!(calls("$u.Decline()", "Decline"));
+    assert!(calls("[void]$u.Approve($a, $g)", "approve"));
+    assert!(calls(
+        "[Microsoft.UpdateServices.Administration.AdminProxy]::GetUpdateServer()",
+        "GetUpdateServer"
+    ));
+    // Not a call: a comment, a string, a property, a function of that name.
+    assert!(!calls("# $u.Decline()", "Decline"));
+    assert!(!calls("$s = '$u.Decline()'", "Decline"));
+    assert!(!calls("$d = $u.IsDeclined", "IsDeclined"));
+    assert!(!calls("Decline $u", "Decline"));
+    assert_eq!(
+        assigned_members("$c.IsReplicaServer = $true\n$x = $c.IsReplicaServer"),
+        ["IsReplicaServer"]
+    );
+}
+
+#[test]
 fn the_v2_checker_rejects_each_newer_construct() {
     let bad = [
         "$x = [System.Text.StringBuilder]::new()",

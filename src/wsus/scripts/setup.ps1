@@ -33,5 +33,5 @@ function Get-WsusfixFileVersion([string]$Path) {
     if ($info.FileMajorPart -eq 0 -and $info.FileMinorPart -eq 0 -and $info.FileBuildPart -eq 0 -and $info.FilePrivatePart -eq 0) {
         return ''
     }
-    [string]::Format([Globalization.CultureInfo]::InvariantCulture, '{0}.{1}.{2}.{3}', $info.FileMajorPart, $info.FileMinorPart, $info.FileBuildPart, $info.FilePrivatePart)
+    '{0}.{1}.{2}.{3}' -f $info.FileMajorPart, $info.FileMinorPart, $info.FileBuildPart, $info.FilePrivatePart
 }
