@@ -1155,6 +1155,8 @@ pub struct ServerView {
     pub syncs: u32,
     /// Current culture.
     pub current_culture: String,
+    /// The culture at the start (an admin's choice, to be given back).
+    pub original_culture: String,
     /// Install language.
     pub install_language: String,
     /// Services.
@@ -1197,6 +1199,7 @@ impl World {
                             mode_switches: s.counters.mode_switches,
                             syncs: s.counters.syncs,
                             current_culture: s.current_culture.clone(),
+                            original_culture: s.original_culture.clone(),
                             install_language: s.install_language.clone(),
                             services: s.services.clone(),
                         },

@@ -230,3 +230,107 @@ impl Drop for Sim {
         let _ = self.child.wait();
     }
 }
+
+/// A simulated lab for one test: its own folder, an inventory on its own loopback subnet, the
+/// simulator serving it, and `wsusfix` commands run against it with their own state folder.
+pub struct Lab {
+    /// The test's folder.
+    pub dir: tempfile::TempDir,
+    /// The inventory copy.
+    pub inventory: PathBuf,
+    /// The running simulator.
+    pub sim: Sim,
+}
+
+impl Lab {
+    /// Serves `inventory/NAME` on 127.`subnet`.x.y with an optional scenario text.
+    pub fn start(name: &str, subnet: u8, scenario: Option<&str>) -> Lab {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let inventory = inventory_copy(dir.path(), name, subnet);
+        let scenario_path = scenario.map(|text| {
+            let p = dir.path().join("scenario.yaml");
+            std::fs::write(&p, text).expect("write the scenario");
+            p
+        });
+        let sim = Sim::start(&inventory, scenario_path.as_deref(), dir.path(), &[]);
+        Lab {
+            dir,
+            inventory,
+            sim,
+        }
+    }
+
+    /// The state folder of runs.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// `wsusfix COMMAND -i INV --state-dir STATE ARGS...` with the lab's password.
+    pub fn wsusfix(&self, command: &str, args: &[&str]) -> Run {
+        let mut all: Vec<String> = vec![command.to_string()];
+        all.push("-i".into());
+        all.push(self.inventory.display().to_string());
+        if command != "plan" && command != "validate" {
+            all.push("--state-dir".into());
+            all.push(self.state_dir().display().to_string());
+        }
+        all.extend(args.iter().map(|s| s.to_string()));
+        Run::new(all)
+            .env("WSUSFIX_PASSWORD", PASSWORD)
+            .env("WSUSFIX_CLIENT_PASSWORD", PASSWORD)
+    }
+
+    /// The same command as a child process (to kill or interrupt it).
+    pub fn spawn(&self, command: &str, args: &[&str]) -> std::process::Child {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_wsusfix"));
+        c.arg(command)
+            .arg("-i")
+            .arg(&self.inventory)
+            .arg("--state-dir")
+            .arg(self.state_dir())
+            .args(args)
+            .env("WSUSFIX_PASSWORD", PASSWORD)
+            .env("WSUSFIX_CLIENT_PASSWORD", PASSWORD)
+            .env_remove("WSUSFIX_LOG")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        c.spawn().expect("spawn wsusfix")
+    }
+
+    /// Problems that keep the world from being repaired (empty when it is).
+    pub fn problems(&self) -> Vec<String> {
+        let state = self.sim.state();
+        let inv = std::fs::read_to_string(&self.inventory).unwrap();
+        let inv = wsusfix::core::inventory::load(&inv).inventory.unwrap();
+        let mut out = Vec::new();
+        for s in inv.servers() {
+            let v = &state["servers"][&s.name];
+            if v["approvals_consistent"] != true {
+                out.push(format!("{}: approvals inconsistent", s.name));
+            }
+            let replica = s.role == wsusfix::core::inventory::Role::Replica;
+            if v["replica"] != replica {
+                out.push(format!(
+                    "{}: replica flag {} (role {})",
+                    s.name, v["replica"], s.role
+                ));
+            }
+            if v["current_culture"] != v["original_culture"] {
+                out.push(format!(
+                    "{}: culture left at {}",
+                    s.name, v["current_culture"]
+                ));
+            }
+        }
+        for (_, c) in inv.clients() {
+            if state["clients"][&c.name]["last_detection"] != "succeeded" {
+                out.push(format!(
+                    "{}: last detection {}",
+                    c.name, state["clients"][&c.name]["last_detection"]
+                ));
+            }
+        }
+        out
+    }
+}
