@@ -92,7 +92,7 @@ fn kill_nine_at_twenty_points_then_resume() {
         for r in HELD {
             let switches = s["servers"][r]["mode_switches"].as_u64().unwrap();
             assert!(
-                switches % 2 == 0,
+                switches.is_multiple_of(2),
                 "round {round}: {r} is back in replica mode"
             );
             // A restore before resume adds one hold: the reset needs the replica autonomous again.
