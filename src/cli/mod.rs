@@ -10,6 +10,7 @@ use crate::exit;
 pub mod apply;
 pub mod bench;
 pub mod diagnose;
+pub mod exec;
 pub mod inputs;
 pub mod plan;
 pub mod sim;
@@ -39,6 +40,8 @@ pub enum Command {
     Status(apply::StatusArgs),
     /// Close every open obligation of a run (switch held replicas back), nothing else.
     Restore(apply::ResumeArgs),
+    /// Run a PowerShell snippet on inventory hosts and show each host's output and exit code.
+    Exec(exec::ExecArgs),
     /// Read WindowsUpdate.log and SoftwareDistribution.log files and say whether the KB 954960
     /// symptom is there, quoting the evidence (exit 0 no symptom, 2 found, 3 unreadable).
     Diagnose(diagnose::DiagnoseArgs),
@@ -87,6 +90,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Resume(a) => apply::resume(&a, false, &mut out, &mut err),
         Command::Status(a) => apply::status(&a, &mut out, &mut err),
         Command::Restore(a) => apply::resume(&a, true, &mut out, &mut err),
+        Command::Exec(a) => exec::run(&a, &mut out, &mut err),
         Command::Diagnose(a) => diagnose::run(&a, &mut out, &mut err),
         Command::Sim(a) => sim::run(&a, &mut out, &mut err),
         Command::Bench(a) => bench::run(&a, &mut out, &mut err),

@@ -270,7 +270,7 @@ impl Lab {
         let mut all: Vec<String> = vec![command.to_string()];
         all.push("-i".into());
         all.push(self.inventory.display().to_string());
-        if command != "plan" && command != "validate" {
+        if matches!(command, "apply" | "resume" | "restore" | "status") {
             all.push("--state-dir".into());
             all.push(self.state_dir().display().to_string());
         }
