@@ -329,3 +329,132 @@ fn ctrl_c_stops_scheduling_restores_and_resume_finishes() {
     lab.wsusfix("resume", &[]).run().code(0);
     assert_eq!(lab.problems(), Vec::<String>::new());
 }
+
+#[test]
+fn logs_under_wsusfix_log_reach_stderr_without_stalling_the_run() {
+    let lab = Lab::start("lab.yaml", 83, None);
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wsusfix"));
+    cmd.args(["apply", "-i"])
+        .arg(&lab.inventory)
+        .arg("--state-dir")
+        .arg(lab.state_dir())
+        .arg("--yes")
+        .env("WSUSFIX_PASSWORD", common::PASSWORD)
+        .env("WSUSFIX_LOG", "debug")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut s).unwrap();
+        s
+    });
+    // A watchdog: a run that stalls fails the test instead of hanging it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("apply with WSUSFIX_LOG=debug did not finish within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let log = reader.join().unwrap();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains("DEBUG"), "debug lines are logged:\n{log}");
+    assert!(
+        log.contains("wsusfix::winrm"),
+        "from the worker threads too:\n{log}"
+    );
+    assert!(!log.contains(common::PASSWORD), "no secret in the logs");
+}
+
+/// The most replicas of one upstream held autonomous at the same time, replayed from the journal.
+fn max_held_at_once(lab: &Lab) -> usize {
+    use std::collections::HashMap;
+    use wsusfix::journal::record::{Obligation, Record};
+    let rd = wsusfix::journal::paths::RunDir::new(&lab.state_dir(), &lab.inventory);
+    let j = wsusfix::journal::reader::read(&rd.journal(&rd.latest().unwrap())).unwrap();
+    let inv = wsusfix::core::inventory::load(&std::fs::read_to_string(&lab.inventory).unwrap())
+        .inventory
+        .unwrap();
+    let upstream = |s: &str| inv.get(s).and_then(|x| x.upstream.clone()).unwrap();
+    let mut open: HashMap<String, usize> = HashMap::new();
+    let mut max = 0;
+    for r in &j.records {
+        match r {
+            Record::ObligationOpened {
+                obligation: Obligation::ReplicaHold { server },
+                ..
+            } => {
+                let n = open.entry(upstream(server)).or_default();
+                *n += 1;
+                max = max.max(*n);
+            }
+            Record::ObligationClosed { id, .. } if id.starts_with("replica-hold:") => {
+                *open
+                    .get_mut(&upstream(&id["replica-hold:".len()..]))
+                    .unwrap() -= 1;
+            }
+            _ => {}
+        }
+    }
+    max
+}
+
+#[test]
+fn replicas_of_one_upstream_are_held_at_most_max_held_at_once() {
+    let scenario = "seed: 6\ndefaults: { latency_ms: [20, 40] }\n";
+    let lab = Lab::start("contoso.yaml", 84, Some(scenario));
+    lab.wsusfix("apply", &["--yes", "--parallel", "32", "--max-held", "1"])
+        .run()
+        .code(0);
+    assert_eq!(max_held_at_once(&lab), 1);
+    assert_eq!(lab.problems(), Vec::<String>::new());
+    // The same run with the default cap holds several siblings at once: the cap is what limited.
+    let lab = Lab::start("contoso.yaml", 85, Some(scenario));
+    lab.wsusfix("apply", &["--yes", "--parallel", "32"])
+        .run()
+        .code(0);
+    let max = max_held_at_once(&lab);
+    assert!(
+        (2..=4).contains(&max),
+        "held at once with --max-held 4: {max}"
+    );
+}
+
+#[test]
+fn a_server_starts_when_its_own_upstream_is_done_not_its_wave() {
+    // wsus-us (wave 2) takes seconds to install the hotfix; the children of wsus-eu (wave 3)
+    // must not wait for it.
+    let lab = Lab::start(
+        "lab.yaml",
+        86,
+        Some("seed: 8\nservers:\n  wsus-us: { install_ms: [2500, 2500] }\n"),
+    );
+    let d = lab
+        .wsusfix("apply", &["--yes", "--format", "json"])
+        .run()
+        .code(0);
+    let events: Vec<Value> = d
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let at = |event: &str, server: &str| {
+        events
+            .iter()
+            .position(|e| e["event"] == event && e["server"] == server)
+            .unwrap_or_else(|| panic!("no {event} for {server}"))
+    };
+    assert!(at("server-finished", "wsus-eu-paris") < at("server-finished", "wsus-us"));
+    assert!(at("server-finished", "wsus-eu-berlin") < at("server-finished", "wsus-us"));
+    assert!(
+        at("server-started", "wsus-us-dallas") > at("server-finished", "wsus-us"),
+        "but never before its own upstream"
+    );
+}

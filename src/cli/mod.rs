@@ -67,6 +67,7 @@ pub struct InputArgs {
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
+    crate::report::log::init();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -84,8 +85,10 @@ pub fn main() -> i32 {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> i32 {
-    let mut out = std::io::stdout().lock();
-    let mut err = std::io::stderr().lock();
+    // Unlocked handles: worker threads log to stderr while a command runs, and holding the
+    // process-wide lock here would block them forever.
+    let mut out = std::io::stdout();
+    let mut err = std::io::stderr();
     match cli.command {
         Command::Validate(a) => validate::run(&a, &mut out, &mut err),
         Command::Plan(a) => plan::run(&a, &mut out, &mut err),

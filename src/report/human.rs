@@ -124,6 +124,7 @@ impl Sink for HumanSink {
 
     fn recap(&mut self, r: &Recap) {
         let _ = self.multi.clear();
+        super::log::route_through(None);
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "\n{}", recap::text(r, true));
     }

@@ -5,6 +5,7 @@
 pub mod human;
 pub mod json;
 pub mod lines;
+pub mod log;
 pub mod recap;
 
 use crate::exec::events::Event;
