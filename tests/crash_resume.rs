@@ -112,3 +112,57 @@ fn kill_nine_at_twenty_points_then_resume() {
         assert!(kinds_seen.contains(kind), "{kind}: {kinds_seen:?}");
     }
 }
+
+#[test]
+fn a_new_apply_drains_a_dead_runs_holds_before_taking_its_lock() {
+    let lab = Lab::start(
+        "lab.yaml",
+        130,
+        Some(
+            "seed: 21\ndefaults: { latency_ms: [40, 80] }\nclient_defaults: { first_detection_after_repair_fails: 0.0 }\n",
+        ),
+    );
+    let mut child = lab.spawn("apply", &["--yes"]);
+    // Wait until the journal shows a replica held autonomous, then kill the apply.
+    let rd = wsusfix::journal::paths::RunDir::new(&lab.state_dir(), &lab.inventory);
+    let mut held = Vec::new();
+    for _ in 0..500 {
+        std::thread::sleep(Duration::from_millis(10));
+        if let Some(id) = rd.latest()
+            && let Ok(j) = wsusfix::journal::reader::read(&rd.journal(&id))
+        {
+            let st = wsusfix::journal::reader::RunState::replay(&j.records);
+            held = st
+                .open_obligations()
+                .iter()
+                .map(|o| o.server().to_string())
+                .collect();
+            if !held.is_empty() {
+                break;
+            }
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        !held.is_empty(),
+        "the apply was killed while holding a replica"
+    );
+    assert!(rd.lock().exists(), "the dead run left its lock");
+    let d = lab.wsusfix("apply", &["--yes"]).run().code(0);
+    assert!(
+        d.stderr
+            .contains("temporary change(s) open: restoring them first"),
+        "{}",
+        d.stderr
+    );
+    assert_eq!(lab.problems(), Vec::<String>::new());
+    let st = lab.wsusfix("status", &["--format", "json"]).run().code(0);
+    let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+    assert_eq!(v["held_autonomous"], serde_json::json!([]));
+    // The dead run's journal records its hold as restored.
+    let first = rd.runs().into_iter().next().unwrap();
+    let j = wsusfix::journal::reader::read(&rd.journal(&first)).unwrap();
+    let st = wsusfix::journal::reader::RunState::replay(&j.records);
+    assert!(st.open_obligations().is_empty());
+}
