@@ -458,3 +458,29 @@ fn a_server_starts_when_its_own_upstream_is_done_not_its_wave() {
         "but never before its own upstream"
     );
 }
+
+#[test]
+fn a_damaged_journal_is_an_error_that_names_the_line() {
+    let lab = Lab::start("lab.yaml", 87, None);
+    lab.wsusfix("apply", &["--yes"]).run().code(0);
+    let rd = wsusfix::journal::paths::RunDir::new(&lab.state_dir(), &lab.inventory);
+    let path = rd.journal(&rd.latest().unwrap());
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines[3] = "{\"type\":\"step-started\",\"server\":";
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    lab.wsusfix("status", &[])
+        .run()
+        .code(3)
+        .stderr_has(":4: damaged journal record");
+    lab.wsusfix("resume", &[])
+        .run()
+        .code(3)
+        .stderr_has(":4: damaged journal record");
+    // No run at all.
+    let empty = tempfile::tempdir().unwrap();
+    lab.wsusfix("status", &["--state-dir", empty.path().to_str().unwrap()])
+        .run()
+        .code(3)
+        .stderr_has("no run");
+}
