@@ -479,7 +479,7 @@ fn a_damaged_journal_is_an_error_that_names_the_line() {
         .stderr_has(":4: damaged journal record");
     // No run at all.
     let empty = tempfile::tempdir().unwrap();
-    lab.wsusfix("status", &["--state-dir", empty.path().to_str().unwrap()])
+    common::Run::new(["status", "--state-dir", empty.path().to_str().unwrap()])
         .run()
         .code(3)
         .stderr_has("no run");
