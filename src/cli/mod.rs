@@ -10,10 +10,13 @@ use crate::exit;
 pub mod apply;
 pub mod bench;
 pub mod diagnose;
+pub mod discover;
 pub mod inputs;
 pub mod plan;
+pub mod remote;
 pub mod sim;
 pub mod validate;
+pub mod verify;
 
 /// Apply Microsoft KB 954960 to every server of a WSUS 3.0 hierarchy, top-down, over WinRM.
 #[derive(Debug, Parser)]
@@ -39,6 +42,11 @@ pub enum Command {
     Status(apply::StatusArgs),
     /// Close every open obligation of a run (switch held replicas back), nothing else.
     Restore(apply::ResumeArgs),
+    /// On every canary client, `wuauclt /detectnow` and its WindowsUpdate.log: does detection
+    /// work? (exit 0 every client detects, 2 some fail, 3 invalid input).
+    Verify(verify::VerifyArgs),
+    /// Walk a hierarchy from its top server through the WSUS API and write its inventory.
+    Discover(discover::DiscoverArgs),
     /// Read WindowsUpdate.log and SoftwareDistribution.log files and say whether the KB 954960
     /// symptom is there, quoting the evidence (exit 0 no symptom, 2 found, 3 unreadable).
     Diagnose(diagnose::DiagnoseArgs),
@@ -87,6 +95,8 @@ pub fn run(cli: Cli) -> i32 {
         Command::Resume(a) => apply::resume(&a, false, &mut out, &mut err),
         Command::Status(a) => apply::status(&a, &mut out, &mut err),
         Command::Restore(a) => apply::resume(&a, true, &mut out, &mut err),
+        Command::Verify(a) => verify::run(&a, &mut out, &mut err),
+        Command::Discover(a) => discover::run(&a, &mut out, &mut err),
         Command::Diagnose(a) => diagnose::run(&a, &mut out, &mut err),
         Command::Sim(a) => sim::run(&a, &mut out, &mut err),
         Command::Bench(a) => bench::run(&a, &mut out, &mut err),
