@@ -42,8 +42,8 @@ pub enum Command {
     Status(apply::StatusArgs),
     /// Close every open obligation of a run (switch held replicas back), nothing else.
     Restore(apply::ResumeArgs),
-    /// On every canary client, `wuauclt /detectnow` and its WindowsUpdate.log: does detection
-    /// work? (exit 0 every client detects, 2 some fail, 3 invalid input).
+    /// Prove the fix on the canary clients: `wuauclt /detectnow` and their WindowsUpdate.log
+    /// (exit 0 every client detects, 2 some fail, 3 invalid input).
     Verify(verify::VerifyArgs),
     /// Walk a hierarchy from its top server through the WSUS API and write its inventory.
     Discover(discover::DiscoverArgs),
