@@ -238,7 +238,12 @@ fn stored_plan(path: &Path, inputs: &Inputs, err: &mut dyn Write) -> Result<Plan
         &inputs.playbook,
         &PlanOptions {
             limit: stored.limit.clone(),
-            ..PlanOptions::default()
+            // A plan made with --facts chose paths and skips from the facts it carries.
+            facts: stored
+                .servers
+                .iter()
+                .filter_map(|s| Some((s.name.clone(), s.facts.clone()?)))
+                .collect(),
         },
     );
     let same = matches!(&again, Ok(p) if p.servers.iter().map(|s| (&s.name, &s.steps, &s.alternatives)).eq(stored.servers.iter().map(|s| (&s.name, &s.steps, &s.alternatives))));

@@ -11,11 +11,14 @@ pub mod apply;
 pub mod bench;
 pub mod demo;
 pub mod diagnose;
+pub mod discover;
 pub mod exec;
 pub mod inputs;
 pub mod plan;
+pub mod remote;
 pub mod sim;
 pub mod validate;
+pub mod verify;
 
 /// Apply Microsoft KB 954960 to every server of a WSUS 3.0 hierarchy, top-down, over WinRM.
 #[derive(Debug, Parser)]
@@ -45,6 +48,11 @@ pub enum Command {
     Restore(apply::ResumeArgs),
     /// Run a PowerShell snippet on inventory hosts and show each host's output and exit code.
     Exec(exec::ExecArgs),
+    /// Prove the fix on the canary clients: `wuauclt /detectnow` and their WindowsUpdate.log
+    /// (exit 0 every client detects, 2 some fail, 3 invalid input).
+    Verify(verify::VerifyArgs),
+    /// Walk a hierarchy from its top server through the WSUS API and write its inventory.
+    Discover(discover::DiscoverArgs),
     /// Read WindowsUpdate.log and SoftwareDistribution.log files and say whether the KB 954960
     /// symptom is there, quoting the evidence (exit 0 no symptom, 2 found, 3 unreadable).
     Diagnose(diagnose::DiagnoseArgs),
@@ -98,6 +106,8 @@ pub fn run(cli: Cli) -> i32 {
         Command::Status(a) => apply::status(&a, &mut out, &mut err),
         Command::Restore(a) => apply::resume(&a, true, &mut out, &mut err),
         Command::Exec(a) => exec::run(&a, &mut out, &mut err),
+        Command::Verify(a) => verify::run(&a, &mut out, &mut err),
+        Command::Discover(a) => discover::run(&a, &mut out, &mut err),
         Command::Diagnose(a) => diagnose::run(&a, &mut out, &mut err),
         Command::Sim(a) => sim::run(&a, &mut out, &mut err),
         Command::Bench(a) => bench::run(&a, &mut out, &mut err),

@@ -89,6 +89,16 @@ pub fn load_scenario(path: Option<&Path>) -> Result<Scenario, String> {
     }
 }
 
+/// The servers' names and loopback addresses in the /etc/hosts format, for `discover --hosts`
+/// (the simulated WSUS API reports each server by its inventory name).
+pub fn hosts_file(inv: &crate::core::inventory::Inventory) -> String {
+    let mut text = String::from("# wsusfix simulator: the WSUS servers it serves (ADDRESS NAME)\n");
+    for s in inv.servers() {
+        text.push_str(&format!("{} {}\n", s.address, s.name));
+    }
+    text
+}
+
 fn serve(a: &ServeArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     let inputs = match super::inputs::load(err, &a.inventory, None) {
         Ok(i) => i,
@@ -135,6 +145,14 @@ fn serve(a: &ServeArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             );
         }
         let inv = &inputs.inventory;
+        let hosts = a.state_file.with_file_name("sim-hosts");
+        if let Err(e) = write_atomically(&hosts, hosts_file(inv).as_bytes()) {
+            let _ = writeln!(
+                err,
+                "warning: cannot write the hosts file to {}: {e}",
+                hosts.display()
+            );
+        }
         let _ = writeln!(
             out,
             "wsusfix simulator: {} servers and {} clients of {} (seed {})",
@@ -160,6 +178,12 @@ fn serve(a: &ServeArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             );
         }
         let _ = writeln!(out, "CA certificate for HTTPS: {}", ca.display());
+        let _ = writeln!(
+            out,
+            "hosts file: {} (wsusfix discover --root NAME --hosts {})",
+            hosts.display(),
+            hosts.display()
+        );
         let _ = writeln!(
             out,
             "state: {} (wsusfix sim state --state-file {})",

@@ -3,9 +3,12 @@
 //! Nothing here performs I/O or uses async: callers read files and pass text in. A test checks
 //! that no file under `src/core` names tokio, reqwest, indicatif or `std::fs`.
 
+pub mod assess;
 pub mod diag;
 pub mod diagnose;
+pub mod discovered;
 pub mod hierarchy;
+pub mod hosts;
 pub mod inventory;
 pub mod logs;
 pub mod plan;

@@ -100,7 +100,9 @@ pub struct Job<'a, C: Connector> {
     pub interrupts: watch::Receiver<u32>,
 }
 
-fn update_of(pb: &Playbook) -> String {
+/// The UpdateID the facts report on: the first one the playbook's steps name, else the Office 2003 SP1
+/// update of KB 954960.
+pub fn update_of(pb: &Playbook) -> String {
     pb.paths
         .values()
         .flat_map(|p| p.steps.iter())

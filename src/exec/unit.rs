@@ -193,7 +193,8 @@ pub fn contradictions(
     out
 }
 
-fn describe_detection(o: &DetectionOutcome) -> String {
+/// A detection's outcome in words, as the recap and `verify` print it.
+pub fn describe_detection(o: &DetectionOutcome) -> String {
     match o {
         DetectionOutcome::Succeeded {
             updates,

@@ -1,0 +1,556 @@
+//! The hierarchy walk of `wsusfix discover`: from a root server, read each server's facts
+//! (version, replica flag, upstream) and its child servers through the WSUS API, then do the same
+//! for every child, level by level, several servers at once. A child that cannot be resolved or
+//! read is kept, with the reason, as its upstream lists it; only a root that cannot be read ends
+//! the walk.
+//!
+//! Name resolution and reading go through a [`Probe`], so the walk itself is tested without a
+//! network; [`WinrmProbe`] is the real one.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use super::connect::{Connector, Target};
+use super::facts::retrying;
+use super::retry::RetryPolicy;
+use crate::core::discovered::{AddressSource, FoundServer};
+use crate::core::hosts::HostsFile;
+use crate::core::inventory::{
+    Arch, Credentials, Role, WinrmTarget, WsusSite, WsusVersion, check_name,
+};
+use crate::wsus::{ChildServer, Upstream, WsusOps};
+
+/// What the walk learns from one server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reading {
+    /// Its release.
+    pub version: Option<WsusVersion>,
+    /// Its `VersionString`.
+    pub version_string: String,
+    /// Its architecture.
+    pub arch: Arch,
+    /// `IsReplicaServer`.
+    pub replica: bool,
+    /// `SyncFromMicrosoftUpdate`.
+    pub sync_from_mu: bool,
+    /// Where it synchronises from.
+    pub upstream: Upstream,
+    /// The servers that synchronise directly from it.
+    pub children: Vec<ChildServer>,
+}
+
+/// Resolves names and reads servers.
+pub trait Probe: Send + Sync + 'static {
+    /// The address to reach `name` at, and where it came from.
+    fn resolve(
+        &self,
+        name: &str,
+    ) -> impl std::future::Future<Output = Result<(String, AddressSource), String>> + Send;
+    /// Reads the server `name` at `address`.
+    fn read(
+        &self,
+        name: &str,
+        address: &str,
+    ) -> impl std::future::Future<Output = Result<Reading, String>> + Send;
+}
+
+/// A server waiting to be read.
+#[derive(Debug, Clone)]
+struct Pending {
+    /// Its inventory name.
+    name: String,
+    /// What to resolve.
+    host: String,
+    /// The server that listed it (name and address).
+    upstream: Option<(String, String)>,
+    /// How that server listed it.
+    listed: Option<ChildServer>,
+    /// Remarks about its name.
+    notes: Vec<String>,
+}
+
+/// The inventory name of a server WSUS reports as `fqdn`: lower case, and only the characters
+/// an inventory name may hold.
+pub fn inventory_name(fqdn: &str) -> (String, Option<String>) {
+    let lower = fqdn.trim().trim_end_matches('.').to_ascii_lowercase();
+    if check_name(&lower).is_ok() {
+        return (lower, None);
+    }
+    let cleaned: String = lower
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let cleaned = cleaned
+        .trim_start_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_string();
+    let cleaned = if cleaned.is_empty() {
+        "unnamed-server".to_string()
+    } else {
+        cleaned
+    };
+    (
+        cleaned,
+        Some(format!(
+            "WSUS reports its name as `{fqdn}`, which an inventory name cannot hold"
+        )),
+    )
+}
+
+fn host_part(name: &str) -> String {
+    name.split('.').next().unwrap_or(name).to_ascii_lowercase()
+}
+
+/// Walks the hierarchy below `root_host` (named `root_name` in the inventory). Servers come back
+/// root first, then level by level, by name within a level.
+pub async fn walk<P: Probe>(
+    probe: Arc<P>,
+    root_name: &str,
+    root_host: &str,
+    parallel: usize,
+) -> Result<Vec<FoundServer>, String> {
+    let permits = Arc::new(Semaphore::new(parallel.max(1)));
+    let mut seen: HashSet<String> = HashSet::from([root_name.to_ascii_lowercase()]);
+    let mut level = vec![Pending {
+        name: root_name.to_string(),
+        host: root_host.to_string(),
+        upstream: None,
+        listed: None,
+        notes: Vec::new(),
+    }];
+    let mut found: Vec<FoundServer> = Vec::new();
+    // What each reached downstream server says of its upstream's WSUS site.
+    let mut sites: BTreeMap<String, Vec<(String, WsusSite)>> = BTreeMap::new();
+    while !level.is_empty() {
+        let mut tasks = JoinSet::new();
+        for (i, p) in level.iter().cloned().enumerate() {
+            let probe = probe.clone();
+            let permits = permits.clone();
+            tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                let resolved = probe.resolve(&p.host).await;
+                let read = match &resolved {
+                    Ok((address, _)) => Some(probe.read(&p.name, address).await),
+                    Err(_) => None,
+                };
+                (i, resolved, read)
+            });
+        }
+        let mut results = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(r) => results.push(r),
+                Err(e) => return Err(format!("the walk failed: {e}")),
+            }
+        }
+        results.sort_by_key(|(i, _, _)| level[*i].name.clone());
+        let mut next = Vec::new();
+        for (i, resolved, read) in results {
+            let p = &level[i];
+            let is_root = p.upstream.is_none();
+            if is_root {
+                match (&resolved, &read) {
+                    (Err(e), _) => return Err(format!("cannot resolve the root {}: {e}", p.host)),
+                    (Ok((address, _)), Some(Err(e))) => {
+                        return Err(format!("cannot read the root {} at {address}: {e}", p.host));
+                    }
+                    _ => {}
+                }
+            }
+            let (address, source) = match &resolved {
+                Ok((a, s)) => (a.clone(), s.clone()),
+                Err(e) => (p.host.clone(), AddressSource::Unresolved(e.clone())),
+            };
+            let mut s = FoundServer {
+                name: p.name.clone(),
+                upstream: p.upstream.as_ref().map(|(n, _)| n.clone()),
+                role: match (&p.upstream, &p.listed) {
+                    (None, _) => Role::Upstream,
+                    (Some(_), Some(c)) if c.is_replica => Role::Replica,
+                    _ => Role::Autonomous,
+                },
+                address: address.clone(),
+                address_source: source,
+                version: p.listed.as_ref().and_then(|c| c.wsus_version),
+                version_string: p.listed.as_ref().map(|c| c.version.clone()),
+                arch: None,
+                site: None,
+                reached: Ok(()),
+                notes: p.notes.clone(),
+            };
+            match read {
+                None => {
+                    s.reached = Err("its name did not resolve, so it was not asked".into());
+                }
+                Some(Err(e)) => s.reached = Err(e),
+                Some(Ok(r)) => {
+                    s.version = r.version;
+                    s.version_string = Some(r.version_string.clone());
+                    s.arch = Some(r.arch);
+                    match &p.upstream {
+                        None => {
+                            if !r.sync_from_mu {
+                                s.notes.push(format!(
+                                    "it synchronises from {}, not from Microsoft Update: servers above it are not in this inventory (run discover from the top server)",
+                                    if r.upstream.name.is_empty() { "another WSUS server" } else { r.upstream.name.as_str() }
+                                ));
+                            }
+                        }
+                        Some((up_name, up_address)) => {
+                            s.role = if r.replica {
+                                Role::Replica
+                            } else {
+                                Role::Autonomous
+                            };
+                            if let Some(c) = &p.listed
+                                && c.is_replica != r.replica
+                            {
+                                s.notes.push(format!(
+                                    "{up_name} lists it as {}, but its own configuration says {}",
+                                    if c.is_replica {
+                                        "a replica"
+                                    } else {
+                                        "autonomous"
+                                    },
+                                    if r.replica { "replica" } else { "autonomous" }
+                                ));
+                            }
+                            if r.sync_from_mu {
+                                s.notes.push(format!(
+                                    "it synchronises from Microsoft Update, yet {up_name} lists it as a downstream server"
+                                ));
+                            } else {
+                                let named = &r.upstream.name;
+                                let same = named.is_empty()
+                                    || host_part(named) == host_part(up_name)
+                                    || named.eq_ignore_ascii_case(up_address);
+                                if !same {
+                                    s.notes.push(format!(
+                                        "it reports its upstream as {named}, but {up_name} lists it"
+                                    ));
+                                }
+                                sites.entry(up_name.clone()).or_default().push((
+                                    s.name.clone(),
+                                    WsusSite {
+                                        port: r.upstream.port,
+                                        ssl: r.upstream.ssl,
+                                    },
+                                ));
+                            }
+                        }
+                    }
+                    let mut children = r.children.clone();
+                    children.sort_by(|a, b| a.fqdn.cmp(&b.fqdn));
+                    for c in children {
+                        let (name, note) = inventory_name(&c.fqdn);
+                        if !seen.insert(name.to_ascii_lowercase()) {
+                            s.notes.push(format!(
+                                "it lists {name} as a downstream server, which was found already"
+                            ));
+                            continue;
+                        }
+                        next.push(Pending {
+                            name,
+                            host: c.fqdn.clone(),
+                            upstream: Some((s.name.clone(), address.clone())),
+                            listed: Some(c),
+                            notes: note.into_iter().collect(),
+                        });
+                    }
+                }
+            }
+            found.push(s);
+        }
+        level = next;
+    }
+    for s in &mut found {
+        let Some(reports) = sites.get(&s.name) else {
+            continue;
+        };
+        let (_, first) = reports[0];
+        s.site = Some(first);
+        if let Some((other, site)) = reports.iter().find(|(_, x)| *x != first) {
+            s.notes.push(format!(
+                "its downstream servers disagree on its WSUS site: {} uses port {} (ssl {}), {other} port {} (ssl {})",
+                reports[0].0, first.port, first.ssl, site.port, site.ssl
+            ));
+        }
+    }
+    Ok(found)
+}
+
+/// The real probe: names from a hosts file, else the system resolver; servers over WinRM.
+pub struct WinrmProbe<C: Connector> {
+    /// Makes the WinRM sessions.
+    pub connector: Arc<C>,
+    /// The `--hosts` file and how to name it in messages.
+    pub hosts: Option<(HostsFile, String)>,
+    /// How every server is reached.
+    pub winrm: WinrmTarget,
+    /// The account.
+    pub credentials: Credentials,
+    /// The UpdateID the facts ask about.
+    pub update: String,
+    /// Retries of transient failures.
+    pub retry: RetryPolicy,
+}
+
+/// How long the system resolver may take for one name.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl<C: Connector> Probe for WinrmProbe<C> {
+    async fn resolve(&self, name: &str) -> Result<(String, AddressSource), String> {
+        if let Some((h, _)) = &self.hosts
+            && let Some(ip) = h.lookup(name)
+        {
+            return Ok((ip.to_string(), AddressSource::HostsFile));
+        }
+        if name.parse::<IpAddr>().is_ok() {
+            return Ok((name.to_string(), AddressSource::Given));
+        }
+        let looked =
+            tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((name, 0))).await;
+        let why = match looked {
+            Ok(Ok(mut addrs)) => {
+                if addrs.next().is_some() {
+                    return Ok((name.to_string(), AddressSource::Resolver));
+                }
+                "the system resolver returned no address".to_string()
+            }
+            Ok(Err(e)) => format!("the system resolver does not know it ({e})"),
+            Err(_) => format!(
+                "the system resolver did not answer within {} s",
+                RESOLVE_TIMEOUT.as_secs()
+            ),
+        };
+        Err(match &self.hosts {
+            Some((_, file)) => format!("{name} is not in {file}, and {why}"),
+            None => why,
+        })
+    }
+
+    async fn read(&self, name: &str, address: &str) -> Result<Reading, String> {
+        let target = Target {
+            name: name.to_string(),
+            address: address.to_string(),
+            winrm: self.winrm.clone(),
+            credentials: self.credentials.clone(),
+        };
+        let remote = self.connector.connect(&target)?;
+        let mut ops = WsusOps::new(remote);
+        let since = Utc::now();
+        let facts = retrying!(
+            self.retry,
+            format!("{name}/facts"),
+            ops.facts(&self.update, Some(since), &[] as &[&str])
+        );
+        let children = match &facts {
+            Ok(_) => Some(retrying!(
+                self.retry,
+                format!("{name}/child_servers"),
+                ops.child_servers()
+            )),
+            Err(_) => None,
+        };
+        C::close(ops.remote_mut()).await;
+        let f = facts.map_err(|e| e.to_string())?;
+        let children = children
+            .unwrap_or_else(|| Ok(Vec::new()))
+            .map_err(|e| e.to_string())?;
+        Ok(Reading {
+            version: f.version,
+            version_string: f.version_string,
+            arch: f.arch,
+            replica: f.replica,
+            sync_from_mu: f.sync_from_mu,
+            upstream: f.upstream,
+            children,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A world of servers by name: (address or resolution error, reading or read error).
+    struct Fake {
+        hosts: BTreeMap<String, Result<String, String>>,
+        servers: BTreeMap<String, Result<Reading, String>>,
+    }
+
+    impl Probe for Fake {
+        async fn resolve(&self, name: &str) -> Result<(String, AddressSource), String> {
+            match self.hosts.get(name) {
+                Some(Ok(a)) => Ok((a.clone(), AddressSource::HostsFile)),
+                Some(Err(e)) => Err(e.clone()),
+                None => Err(format!("{name} is unknown")),
+            }
+        }
+
+        async fn read(&self, name: &str, _address: &str) -> Result<Reading, String> {
+            self.servers
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| Err(format!("{name}: connection refused")))
+        }
+    }
+
+    fn child(fqdn: &str, replica: bool, version: &str) -> ChildServer {
+        ChildServer {
+            fqdn: fqdn.into(),
+            is_replica: replica,
+            version: version.into(),
+            wsus_version: WsusVersion::from_version_string(version),
+            last_sync: None,
+            id: "00000000-0000-0000-0000-000000000001".into(),
+            parent_id: "00000000-0000-0000-0000-000000000002".into(),
+        }
+    }
+
+    fn reading(replica: bool, upstream: &str, children: Vec<ChildServer>) -> Reading {
+        Reading {
+            version: Some(WsusVersion::Rtm),
+            version_string: "3.0.6000.273".into(),
+            arch: Arch::X64,
+            replica,
+            sync_from_mu: upstream.is_empty(),
+            upstream: Upstream {
+                name: upstream.into(),
+                port: 8530,
+                ssl: false,
+            },
+            children,
+        }
+    }
+
+    fn fake() -> Fake {
+        let mut hosts = BTreeMap::new();
+        let mut servers = BTreeMap::new();
+        hosts.insert("hq".to_string(), Ok("127.0.1.1".to_string()));
+        hosts.insert("EU.example.com".to_string(), Ok("127.0.1.2".to_string()));
+        hosts.insert("paris".to_string(), Ok("127.0.1.4".to_string()));
+        hosts.insert(
+            "lost".to_string(),
+            Err("lost is not in hosts, and DNS does not know it".to_string()),
+        );
+        servers.insert(
+            "hq".to_string(),
+            Ok(reading(
+                false,
+                "",
+                vec![
+                    child("EU.example.com", true, "3.0.6000.273"),
+                    child("lost", false, "3.1.6001.65"),
+                ],
+            )),
+        );
+        servers.insert(
+            "eu.example.com".to_string(),
+            Ok(reading(
+                true,
+                "hq.example.com",
+                vec![
+                    child("paris", true, "3.0.6000.273"),
+                    child("hq", false, "3.0.6000.273"),
+                ],
+            )),
+        );
+        Fake { hosts, servers }
+    }
+
+    fn run(f: Fake, root: &str) -> Result<Vec<FoundServer>, String> {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(walk(Arc::new(f), root, root, 4))
+    }
+
+    #[test]
+    fn the_walk_keeps_what_it_cannot_reach_or_resolve() {
+        let found = run(fake(), "hq").unwrap();
+        let names: Vec<&str> = found.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["hq", "eu.example.com", "lost", "paris"]);
+        let hq = &found[0];
+        assert_eq!(hq.role, Role::Upstream);
+        assert_eq!(
+            hq.site,
+            Some(WsusSite {
+                port: 8530,
+                ssl: false
+            })
+        );
+        let eu = &found[1];
+        assert_eq!(
+            (eu.role, eu.upstream.as_deref()),
+            (Role::Replica, Some("hq"))
+        );
+        assert_eq!(eu.address, "127.0.1.2");
+        assert!(
+            eu.notes
+                .iter()
+                .any(|n| n == "it lists hq as a downstream server, which was found already"),
+            "{:?}",
+            eu.notes
+        );
+        let lost = &found[2];
+        assert_eq!(lost.role, Role::Autonomous);
+        assert_eq!(lost.version, Some(WsusVersion::Sp1), "as hq lists it");
+        assert_eq!(lost.address, "lost");
+        assert!(
+            matches!(&lost.address_source, AddressSource::Unresolved(e) if e.contains("DNS does not know it"))
+        );
+        assert!(lost.reached.is_err());
+        let paris = &found[3];
+        assert_eq!(paris.role, Role::Replica);
+        assert_eq!(paris.upstream.as_deref(), Some("eu.example.com"));
+        assert_eq!(paris.reached, Err("paris: connection refused".to_string()));
+    }
+
+    #[test]
+    fn a_root_that_cannot_be_read_ends_the_walk() {
+        let mut f = fake();
+        f.servers.remove("hq");
+        let e = run(f, "hq").unwrap_err();
+        assert_eq!(
+            e,
+            "cannot read the root hq at 127.0.1.1: hq: connection refused"
+        );
+        let e = run(fake(), "lost").unwrap_err();
+        assert!(e.starts_with("cannot resolve the root lost: "), "{e}");
+    }
+
+    #[test]
+    fn a_root_below_another_server_is_noted() {
+        let mut f = fake();
+        f.servers
+            .insert("hq".to_string(), Ok(reading(false, "corp-top", Vec::new())));
+        let found = run(f, "hq").unwrap();
+        assert!(
+            found[0].notes[0]
+                .starts_with("it synchronises from corp-top, not from Microsoft Update")
+        );
+    }
+
+    #[test]
+    fn names_an_inventory_cannot_hold_are_cleaned() {
+        assert_eq!(
+            inventory_name("WSUS-EU.Contoso.COM."),
+            ("wsus-eu.contoso.com".to_string(), None)
+        );
+        let (n, note) = inventory_name("_wsus eu");
+        assert_eq!(n, "wsus-eu");
+        assert!(note.unwrap().contains("`_wsus eu`"));
+    }
+}
