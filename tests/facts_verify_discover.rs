@@ -304,7 +304,10 @@ fn verify_names_unreachable_clients_and_bad_input() {
             && paris.contains("FAILED     0 detections run: not reached: "),
         "{paris}"
     );
-    assert!(paris.contains("cannot connect: connection refused"), "{paris}");
+    assert!(
+        paris.contains("cannot connect: connection refused"),
+        "{paris}"
+    );
     wsusfix(&["verify", "-i", &inv(&lab), "--limit", "wsus-us"])
         .run()
         .code(0)

@@ -9,6 +9,7 @@ use tokio::sync::watch;
 
 use super::InputArgs;
 use super::inputs::{self, Inputs};
+use super::remote::{base_dir, check_credentials, runtime};
 use crate::core::plan::{self, Plan, PlanOptions};
 use crate::core::render;
 use crate::exec::connect::{Target, WinrmConnector};
@@ -140,16 +141,6 @@ fn config(o: &RunOpts, err: &mut dyn Write) -> Result<RunConfig, i32> {
     })
 }
 
-fn runtime(err: &mut dyn Write) -> Result<tokio::runtime::Runtime, i32> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            let _ = writeln!(err, "error: cannot start the runtime: {e}");
-            exit::ERROR
-        })
-}
-
 /// Counts Ctrl-C presses (the dispatcher decides what each one means).
 fn interrupts() -> watch::Receiver<u32> {
     let (tx, rx) = watch::channel(0u32);
@@ -163,33 +154,6 @@ fn interrupts() -> watch::Receiver<u32> {
         }
     });
     rx
-}
-
-/// Resolves every password reference before anything starts, so a missing one is an input error.
-fn check_credentials(inputs: &Inputs, resolver: &Resolver, err: &mut dyn Write) -> Result<(), i32> {
-    let mut bad = 0;
-    let mut seen = std::collections::HashSet::new();
-    for t in Target::all(&inputs.inventory).values() {
-        let key = (
-            t.credentials.username.clone(),
-            t.credentials.password.to_string(),
-        );
-        if !seen.insert(key) {
-            continue;
-        }
-        if let Err(e) = resolver.resolve(&t.credentials.password, &t.credentials.username) {
-            let _ = writeln!(err, "error: {e}");
-            bad += 1;
-        }
-    }
-    if bad > 0 { Err(exit::INVALID) } else { Ok(()) }
-}
-
-fn base_dir(inv: &Path) -> PathBuf {
-    inv.parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_path_buf()
 }
 
 fn confirm(plan: &Plan, out: &mut dyn Write, err: &mut dyn Write) -> Result<bool, i32> {
@@ -402,9 +366,9 @@ pub fn apply(a: &ApplyArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             }
         },
     };
-    let base = base_dir(&a.input.inventory);
+    let base = base_dir(&a.input.inventory).to_path_buf();
     let resolver = Arc::new(Resolver::new(&base));
-    if let Err(code) = check_credentials(&inputs, &resolver, err) {
+    if let Err(code) = check_credentials(Target::all(&inputs.inventory).values(), &resolver, err) {
         return code;
     }
     let run_id = paths::new_run_id();
@@ -592,9 +556,9 @@ pub fn resume(
         }
         Err(code) => return code,
     };
-    let base = base_dir(Path::new(&st.inventory));
+    let base = base_dir(Path::new(&st.inventory)).to_path_buf();
     let resolver = Arc::new(Resolver::new(&base));
-    if let Err(code) = check_credentials(&inputs, &resolver, err) {
+    if let Err(code) = check_credentials(Target::all(&inputs.inventory).values(), &resolver, err) {
         return code;
     }
     let rt = match runtime(err) {

@@ -67,12 +67,9 @@ pub fn run(a: &ExecArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let connector = Arc::new(WinrmConnector::new(Arc::new(Resolver::new(base)), base));
-    let rt = match tokio::runtime::Runtime::new() {
+    let rt = match super::remote::runtime(err) {
         Ok(rt) => rt,
-        Err(e) => {
-            let _ = writeln!(err, "error: cannot start the runtime: {e}");
-            return exit::ERROR;
-        }
+        Err(code) => return code,
     };
     let deadline = Duration::from_secs(a.timeout.max(1));
     let results = rt.block_on(async {

@@ -153,63 +153,68 @@ fn replay(journal: &JournalWriter) -> Result<RunState, String> {
 pub async fn drain<C: Connector>(sh: &Shared<C>, obligations: &[Obligation]) -> Vec<String> {
     let mut still_open = Vec::new();
     for ob in obligations {
-        let ops = match sh.pool.get(ob.server()) {
-            Ok(o) => o,
-            Err(e) => {
-                still_open.push(ob.id());
-                let _ = sh.events.send(Event::RestoreFailed {
+        let restored = match sh.pool.get(ob.server()) {
+            Ok(ops) => unit::restore_one(sh, &ops, ob).await,
+            Err(e) => Err(e),
+        };
+        let closed = match restored {
+            Ok(how) => sh
+                .journal
+                .append(&Record::ObligationClosed {
+                    id: ob.id(),
+                    how: how.clone(),
+                    at: now(),
+                })
+                .await
+                .map(|()| how)
+                .map_err(|e| format!("cannot journal the restore: {e}")),
+            Err(e) => Err(e),
+        };
+        match closed {
+            Ok(how) => {
+                let _ = sh.events.send(Event::ObligationClosed {
                     id: ob.id(),
                     server: ob.server().into(),
-                    error: e,
+                    how,
                 });
-                continue;
             }
-        };
-        match unit::restore_one(sh, &ops, ob).await {
-            Ok(how) => {
-                let closed = sh
-                    .journal
-                    .append(&Record::ObligationClosed {
-                        id: ob.id(),
-                        how: how.clone(),
-                        at: now(),
-                    })
-                    .await;
-                match closed {
-                    Ok(()) => {
-                        let _ = sh.events.send(Event::ObligationClosed {
-                            id: ob.id(),
-                            server: ob.server().into(),
-                            how,
-                        });
-                    }
-                    Err(e) => {
-                        still_open.push(ob.id());
-                        let _ = sh.events.send(Event::Warning {
-                            message: format!("cannot journal the restore of {}: {e}", ob.id()),
-                        });
-                    }
-                }
-            }
-            Err(e) => {
+            Err(error) => {
                 still_open.push(ob.id());
                 let _ = sh
                     .journal
                     .append(&Record::RestoreFailed {
                         id: ob.id(),
-                        error: e.clone(),
+                        error: error.clone(),
                         at: now(),
                     })
                     .await;
                 let _ = sh.events.send(Event::RestoreFailed {
                     id: ob.id(),
                     server: ob.server().into(),
-                    error: e,
+                    error,
                 });
             }
         }
     }
     still_open
+}
+
+fn run_started<C: Connector>(job: &Job<'_, C>) -> Event {
+    Event::RunStarted {
+        schema_version: EVENTS_SCHEMA_VERSION,
+        command: job.command.to_string(),
+        servers: job.plan.servers.len(),
+        fingerprint: job.plan.fingerprint.clone(),
+        journal: job.journal.path().display().to_string(),
+    }
+}
+
+/// Ends every session of the run (deletes its shells).
+async fn close_all<C: Connector>(sh: &Shared<C>) {
+    for (_, h) in sh.pool.handles() {
+        let mut ops = h.lock().await;
+        C::close(ops.remote_mut()).await;
+    }
 }
 
 fn forward(rx: &mut mpsc::UnboundedReceiver<Event>, sink: &mut dyn Sink) {
@@ -318,13 +323,7 @@ pub async fn execute<C: Connector>(
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (stop_tx, stop_rx) = watch::channel(Stop::No);
     let sh = shared(&job, &cfg, tx.clone(), stop_rx);
-    sink.event(&Event::RunStarted {
-        schema_version: EVENTS_SCHEMA_VERSION,
-        command: job.command.to_string(),
-        servers: job.plan.servers.len(),
-        fingerprint: job.plan.fingerprint.clone(),
-        journal: job.journal.path().display().to_string(),
-    });
+    sink.event(&run_started(&job));
 
     // Resuming: first restore what the interrupted run left in a temporary state, except the
     // holds of servers whose steps did not all end: their turn continues inside the hold and
@@ -588,10 +587,7 @@ pub async fn execute<C: Connector>(
         duration_ms,
     });
     let stats = sh.pool.stats().await;
-    for (_, h) in sh.pool.handles() {
-        let mut ops = h.lock().await;
-        C::close(ops.remote_mut()).await;
-    }
+    close_all(&sh).await;
     let recap = recap_of(&state, &durations, result, code, duration_ms);
     sink.recap(&recap);
     RunReport {
@@ -651,13 +647,7 @@ pub async fn restore<C: Connector>(
         .as_ref()
         .map(|s| s.open_obligations().into_iter().cloned().collect())
         .unwrap_or_default();
-    sink.event(&Event::RunStarted {
-        schema_version: EVENTS_SCHEMA_VERSION,
-        command: job.command.to_string(),
-        servers: job.plan.servers.len(),
-        fingerprint: job.plan.fingerprint.clone(),
-        journal: job.journal.path().display().to_string(),
-    });
+    sink.event(&run_started(&job));
     if !open.is_empty() {
         sink.event(&Event::RestoringFromJournal {
             obligations: open.len(),
@@ -678,10 +668,7 @@ pub async fn restore<C: Connector>(
         exit_code: code,
         duration_ms,
     });
-    for (_, h) in sh.pool.handles() {
-        let mut ops = h.lock().await;
-        C::close(ops.remote_mut()).await;
-    }
+    close_all(&sh).await;
     let recap = recap_of(&state, &HashMap::new(), result, code, duration_ms);
     sink.recap(&recap);
     RunReport {

@@ -76,6 +76,18 @@ fn pid_alive(pid: u32) -> bool {
 }
 
 impl LockInfo {
+    /// The lock of `run_id` in this process, taken now.
+    fn ours(run_id: &str) -> LockInfo {
+        let now = super::record::now();
+        LockInfo {
+            run_id: run_id.to_string(),
+            pid: std::process::id(),
+            host: hostname(),
+            started: now.clone(),
+            heartbeat: now,
+        }
+    }
+
     /// True when its holder is gone.
     pub fn is_stale(&self) -> bool {
         if self.host == hostname() {
@@ -175,14 +187,7 @@ pub fn acquire(path: &Path, run_id: &str) -> Result<RunLock, LockError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io_err(path))?;
     }
-    let now = super::record::now();
-    let info = LockInfo {
-        run_id: run_id.to_string(),
-        pid: std::process::id(),
-        host: hostname(),
-        started: now.clone(),
-        heartbeat: now,
-    };
+    let info = LockInfo::ours(run_id);
     let created = OpenOptions::new()
         .create_new(true)
         .write(true)
@@ -231,14 +236,7 @@ pub fn take_over(path: &Path, expected: &LockInfo, run_id: &str) -> Result<RunLo
     }
     let result = (|| match read(path)? {
         Some(cur) if &cur == expected => {
-            let now = super::record::now();
-            let info = LockInfo {
-                run_id: run_id.to_string(),
-                pid: std::process::id(),
-                host: hostname(),
-                started: now.clone(),
-                heartbeat: now,
-            };
+            let info = LockInfo::ours(run_id);
             write_replace(path, &info).map_err(io_err(path))?;
             Ok(RunLock::start(path.to_path_buf(), info))
         }
