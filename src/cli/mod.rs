@@ -48,13 +48,16 @@ pub enum Command {
     Restore(apply::ResumeArgs),
     /// Run a PowerShell snippet on inventory hosts and show each host's output and exit code.
     Exec(exec::ExecArgs),
-    /// Prove the fix on the canary clients: `wuauclt /detectnow` and their WindowsUpdate.log
-    /// (exit 0 every client detects, 2 some fail, 3 invalid input).
+    /// Prove the fix: detect now on every canary client and read its WindowsUpdate.log.
+    ///
+    /// Exit 0 when every client detects, 2 when some fail, 3 for invalid input.
     Verify(verify::VerifyArgs),
     /// Walk a hierarchy from its top server through the WSUS API and write its inventory.
     Discover(discover::DiscoverArgs),
-    /// Read WindowsUpdate.log and SoftwareDistribution.log files and say whether the KB 954960
-    /// symptom is there, quoting the evidence (exit 0 no symptom, 2 found, 3 unreadable).
+    /// Say whether logs show the KB 954960 symptom, quoting the evidence lines.
+    ///
+    /// Reads any mix of WindowsUpdate.log and SoftwareDistribution.log files (also gzip'd or
+    /// UTF-16). Exit 0 when there is no symptom, 2 when it is found, 3 for unreadable input.
     Diagnose(diagnose::DiagnoseArgs),
     /// The simulated WSUS fleet: serve an inventory over WinRM on loopback, or print its state.
     Sim(sim::SimArgs),
