@@ -1,6 +1,9 @@
 //! `wsusfix bench`: benchmarks run as a command, never as timed tests. Each measurement runs in a
 //! child process so that its peak memory is its own. Figures and commands: docs/performance.md.
 
+pub mod bounds;
+pub mod workload;
+
 use std::io::Write;
 use std::process::Command;
 use std::time::Instant;
