@@ -58,7 +58,11 @@ fn exec_runs_a_snippet_on_each_host() {
         .run()
         .code(2);
     assert!(d.stdout.contains("== wsus-us (not run)"), "{}", d.stdout);
-    assert!(d.stdout.contains("Connection refused"), "{}", d.stdout);
+    assert!(
+        d.stdout.contains("cannot connect: connection refused"),
+        "{}",
+        d.stdout
+    );
 
     lab.wsusfix("exec", &["--host", "wsus-hqq", "--", "x"])
         .run()

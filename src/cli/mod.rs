@@ -9,6 +9,7 @@ use crate::exit;
 
 pub mod apply;
 pub mod bench;
+pub mod demo;
 pub mod diagnose;
 pub mod exec;
 pub mod inputs;
@@ -32,6 +33,8 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     /// Print what `apply` would do, in which order and why, without touching any server.
     Plan(plan::PlanArgs),
+    /// The whole story on the built-in simulator: symptom, plan, repair, proof. No setup.
+    Demo(demo::DemoArgs),
     /// Run the plan against the servers: top-down, siblings in parallel, every step journaled.
     Apply(apply::ApplyArgs),
     /// Pick up an interrupted run: restore what it left, then finish its servers.
@@ -87,6 +90,7 @@ pub fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Validate(a) => validate::run(&a, &mut out, &mut err),
         Command::Plan(a) => plan::run(&a, &mut out, &mut err),
+        Command::Demo(a) => demo::run(&a, &mut out, &mut err),
         Command::Apply(a) => apply::apply(&a, &mut out, &mut err),
         Command::Resume(a) => apply::resume(&a, false, &mut out, &mut err),
         Command::Status(a) => apply::status(&a, &mut out, &mut err),

@@ -254,7 +254,14 @@ pub fn recap_of(
                 ok: count(&[O::Ok]),
                 failed: count(&[O::Failed]),
                 duration_ms: durations.get(&s.name).copied(),
-                reason,
+                started: p.is_some_and(|p| !p.steps.is_empty()),
+                reason: match (&result, p) {
+                    (None, Some(p)) if !p.steps.is_empty() => Some(format!(
+                        "stopped during step {} (its outcome is unknown; resume re-checks it)",
+                        p.steps.keys().max().map(|i| i + 1).unwrap_or(1)
+                    )),
+                    _ => reason,
+                },
             }
         })
         .collect();

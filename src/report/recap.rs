@@ -25,6 +25,9 @@ pub struct RecapRow {
     pub duration_ms: Option<u64>,
     /// Why, for failed, blocked, skipped.
     pub reason: Option<String>,
+    /// Some step started (a server without a result was stopped, not left out).
+    #[serde(default)]
+    pub started: bool,
 }
 
 /// One temporary change in the ledger.
@@ -68,12 +71,13 @@ pub fn human_duration(ms: u64) -> String {
     }
 }
 
-fn result_name(r: Option<ServerResult>) -> &'static str {
+fn result_name(r: Option<ServerResult>, started: bool) -> &'static str {
     match r {
         Some(ServerResult::Done) => "done",
         Some(ServerResult::Failed) => "failed",
         Some(ServerResult::Blocked) => "blocked",
         Some(ServerResult::Skipped) => "skipped",
+        None if started => "stopped",
         None => "not run",
     }
 }
@@ -104,7 +108,7 @@ pub fn text(r: &Recap, durations: bool) -> String {
             "  {:<w$}  {:<8}  {:<8}  {:>7}  {:>3}  {:>6}  {:>7}",
             row.server,
             row.path,
-            result_name(row.result),
+            result_name(row.result, row.started),
             row.changed,
             row.ok,
             row.failed,
@@ -142,7 +146,19 @@ pub fn text(r: &Recap, durations: bool) -> String {
             parts.push(format!("{n} {name}"));
         }
     }
-    let not_run = r.rows.iter().filter(|x| x.result.is_none()).count();
+    let stopped = r
+        .rows
+        .iter()
+        .filter(|x| x.result.is_none() && x.started)
+        .count();
+    if stopped > 0 {
+        parts.push(format!("{stopped} stopped mid-way"));
+    }
+    let not_run = r
+        .rows
+        .iter()
+        .filter(|x| x.result.is_none() && !x.started)
+        .count();
     if not_run > 0 {
         parts.push(format!("{not_run} not run"));
     }
@@ -190,6 +206,7 @@ mod tests {
                     failed: 0,
                     duration_ms: Some(1234),
                     reason: None,
+                    started: true,
                 },
                 RecapRow {
                     server: "wsus-eu".into(),
@@ -200,6 +217,7 @@ mod tests {
                     failed: 1,
                     duration_ms: Some(80),
                     reason: Some("approve-unchanged: replica-mode".into()),
+                    started: true,
                 },
                 RecapRow {
                     server: "wsus-eu-paris".into(),
@@ -210,6 +228,7 @@ mod tests {
                     failed: 0,
                     duration_ms: None,
                     reason: Some("its upstream wsus-eu failed".into()),
+                    started: false,
                 },
             ],
             ledger: vec![LedgerRow {

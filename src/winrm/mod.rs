@@ -17,6 +17,7 @@
 //! The module never logs a password and never puts one into an error: [`Endpoint`] keeps it in a
 //! [`Secret`](crate::util::secret::Secret) and only [`auth`] and the Basic header read it.
 
+mod affinity;
 mod auth;
 mod clixml;
 mod codepage;

@@ -20,12 +20,15 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, WWW_AUTHENTICATE};
 
+use super::affinity;
 use super::auth::{Mechanism, SecurityContext};
 use super::encryption;
 use super::endpoint::{AuthMethod, Endpoint, Scheme};
 use super::error::{Failure, HINT_413, Operation, TimeoutCause, WinrmError};
 
 const SOAP_CONTENT_TYPE: &str = "application/soap+xml;charset=UTF-8";
+/// How long a request waits for the pooled, authenticated connection before deciding it is gone.
+const AFFINITY_GRACE: Duration = Duration::from_secs(1);
 const USER_AGENT: &str = concat!("wsusfix/", env!("CARGO_PKG_VERSION"), " (WinRM client)");
 
 /// Traffic counters of one [`crate::winrm::Session`], for benchmarks and diagnostics.
@@ -66,6 +69,8 @@ pub(crate) struct Transport {
     ca_roots: Option<Vec<reqwest::Certificate>>,
     context: Option<SecurityContext>,
     in_flight: bool,
+    /// The last request found the connection gone while idle (it never left).
+    idle_connection_lost: bool,
     stats: TransportStats,
 }
 
@@ -80,6 +85,7 @@ impl Transport {
             ca_roots: None,
             context: None,
             in_flight: false,
+            idle_connection_lost: false,
             stats: TransportStats::default(),
         }
     }
@@ -135,6 +141,7 @@ impl Transport {
             self.reset_connection();
         }
         let mut replayed = false;
+        let mut reconnected = false;
         loop {
             if self.mechanism().is_some() && self.context.is_none() {
                 self.authenticate(timeout)
@@ -151,9 +158,20 @@ impl Transport {
                 (soap.as_bytes().to_vec(), SOAP_CONTENT_TYPE)
             };
             let authorization = self.basic_header();
-            let raw = self
+            let raw = match self
                 .send(operation, body, content_type, authorization, timeout)
-                .await?;
+                .await
+            {
+                Ok(raw) => raw,
+                // The server closed the authenticated connection while it was idle (Windows
+                // does after a while). The request never left: log on again and send it once.
+                Err(_) if self.idle_connection_lost && !reconnected => {
+                    tracing::debug!(host = %self.authority, %operation, "the idle connection was closed; reconnecting");
+                    reconnected = true;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if raw.status == 401 {
                 if self.mechanism().is_some() && !replayed {
                     tracing::debug!(host = %self.authority, %operation, "401 on an established connection; re-authenticating");
@@ -364,6 +382,10 @@ impl Transport {
             .no_proxy()
             .tcp_nodelay(true)
             .user_agent(USER_AGENT);
+        if self.mechanism().is_some() {
+            // NTLM authenticates the TCP connection: one client, one connection.
+            builder = builder.connector_layer(affinity::OneConnection::new(AFFINITY_GRACE));
+        }
         match self.endpoint.scheme {
             // Plain HTTP never touches TLS: do not load the system's roots for nothing.
             Scheme::Http => builder = builder.tls_certs_only(Vec::new()),
@@ -436,9 +458,11 @@ impl Transport {
         }
         .await;
         self.in_flight = false;
+        self.idle_connection_lost = false;
         let (status, headers, bytes) = match result {
             Ok(parts) => parts,
             Err(e) => {
+                self.idle_connection_lost = affinity::gave_up(&e);
                 self.reset_connection();
                 return Err(self.error(operation, classify(&e, timeout)));
             }
@@ -509,6 +533,21 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
+/// The innermost cause of an error ("Connection refused (os error 111)"): for connection
+/// failures the layers above it (request, client, connector) only repeat the URL.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut current: &(dyn std::error::Error + 'static) = e;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    let text = current.to_string();
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => text,
+    }
+}
+
 fn is_tls(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = current {
@@ -565,12 +604,12 @@ fn classify(e: &reqwest::Error, timeout: Duration) -> Failure {
         };
     }
     if e.is_connect() {
-        return Failure::Connect(format!("cannot connect: {text}"));
+        return Failure::Connect(format!("cannot connect: {}", root_cause(e)));
     }
     if e.is_builder() {
         return Failure::Config(text);
     }
-    Failure::Connect(format!("connection lost: {text}"))
+    Failure::Connect(format!("connection lost: {}", root_cause(e)))
 }
 
 #[cfg(test)]
