@@ -1,5 +1,17 @@
 //! `wsusfix bench`: benchmarks run as a command, never as timed tests. Each measurement runs in a
 //! child process so that its peak memory is its own. Figures and commands: docs/performance.md.
+//!
+//! - `plan`: parsing, validating and planning generated hierarchies (this file);
+//! - `makespan`: a run against a simulated fleet with seeded per-operation durations, against
+//!   the critical-path bound and a tier-by-tier schedule of the same durations;
+//! - `footprint`: peak memory and CPU of the wsusfix process doing a run, and its traffic.
+
+pub mod bounds;
+pub mod children;
+pub mod footprint;
+pub mod harness;
+pub mod makespan;
+pub mod workload;
 
 use std::io::Write;
 use std::process::Command;
@@ -23,6 +35,18 @@ pub struct BenchArgs {
 pub enum BenchKind {
     /// Parse, validate and plan generated hierarchies (default sizes 1,000, 10,000, 100,000).
     Plan(PlanBench),
+    /// Run a generated hierarchy against the simulator with seeded per-operation durations and
+    /// compare the makespan with the critical-path bound and a tier-by-tier schedule.
+    Makespan(makespan::MakespanBench),
+    /// Peak memory, CPU and traffic of the wsusfix process running a generated hierarchy
+    /// (default sizes 1,000 and 10,000).
+    Footprint(footprint::FootprintBench),
+    /// Internal: serve one shard of a benchmark's simulated fleet until stdin closes.
+    #[command(hide = true)]
+    SimChild(children::ChildArgs),
+    /// Internal: run a benchmark's plan against its simulated fleet.
+    #[command(hide = true)]
+    RunChild(children::ChildArgs),
 }
 
 /// Options of the plan benchmark.
@@ -54,6 +78,10 @@ pub fn run(args: &BenchArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     match &args.what {
         BenchKind::Plan(p) if p.child => plan_child(p, out, err),
         BenchKind::Plan(p) => plan_parent(p, out, err),
+        BenchKind::Makespan(b) => makespan::run(b, out, err),
+        BenchKind::Footprint(b) => footprint::run(b, out, err),
+        BenchKind::SimChild(a) => children::sim_child(a, out, err),
+        BenchKind::RunChild(a) => children::run_child(a, out, err),
     }
 }
 

@@ -61,7 +61,8 @@ pub enum Command {
     Diagnose(diagnose::DiagnoseArgs),
     /// The simulated WSUS fleet: serve an inventory over WinRM on loopback, or print its state.
     Sim(sim::SimArgs),
-    /// Measure: plan (planning time and memory for generated hierarchies).
+    /// Measure: plan (planning time and memory), makespan (a run against its critical-path
+    /// bound), footprint (memory, CPU and traffic of a run).
     Bench(bench::BenchArgs),
 }
 

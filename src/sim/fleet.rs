@@ -76,8 +76,9 @@ impl ScriptHost for SimHost {
         let state_file = self.state_file.clone();
         let host = host.to_string();
         let task = tokio::spawn(async move {
+            let op = dispatch::marker(&script).map(|m| m.op).unwrap_or_default();
             let latency = match world.lock() {
-                Ok(mut w) => w.latency(&host),
+                Ok(mut w) => w.latency(&host, &op),
                 Err(_) => Duration::ZERO,
             };
             tokio::time::sleep(latency).await;

@@ -6,6 +6,7 @@ pub mod endpoint;
 pub mod fleet;
 pub mod logs;
 pub mod scenario;
+pub mod timing;
 pub mod world;
 
 #[cfg(test)]

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use super::timing::Timing;
+
 /// Whether the Office 2003 SP1 update starts declined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -137,6 +139,9 @@ pub struct Scenario {
     pub transport: BTreeMap<String, TransportScenario>,
     /// Files on the share, replacing the default packages when given.
     pub packages: Option<BTreeMap<String, PackageScenario>>,
+    /// How operation durations are drawn (`stream` by default; `keyed` for benchmarks).
+    #[serde(default)]
+    pub timing: Timing,
 }
 
 /// The content of the simulator's copy of the KB 954960 package for `arch`; the default

@@ -18,7 +18,7 @@
 //!
 //! This module knows nothing of the executor or of WinRM; `sim::dispatch` maps scripts onto it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -26,6 +26,7 @@ use serde::Serialize;
 
 use super::logs::{self, WuWriter};
 use super::scenario::{Declined, Scenario, ServiceStart, default_packages};
+use super::timing::{self, Part, Timing};
 use crate::core::inventory::{Arch, Inventory, Role, WsusVersion};
 use crate::util::prng::Prng;
 
@@ -280,6 +281,10 @@ pub struct World {
     /// The file share: lowercase path -> content.
     pub share: BTreeMap<String, Vec<u8>>,
     rng: Prng,
+    /// How durations are drawn.
+    timing: Timing,
+    /// Operations served so far, per host and operation name (numbers keyed draws).
+    op_counts: HashMap<String, HashMap<String, u32>>,
 }
 
 fn kv(k: &str, v: impl ToString) -> (String, String) {
@@ -287,8 +292,7 @@ fn kv(k: &str, v: impl ToString) -> (String, String) {
 }
 
 fn draw_ms(rng: &mut Prng, r: [u64; 2]) -> Duration {
-    let (lo, hi) = (r[0].min(r[1]), r[0].max(r[1]));
-    Duration::from_millis(rng.range(lo, hi))
+    Duration::from_millis(timing::draw(rng, r))
 }
 
 fn guid(rng: &mut Prng) -> String {
@@ -452,6 +456,8 @@ impl World {
             clients: BTreeMap::new(),
             share: BTreeMap::new(),
             rng: Prng::derive(seed, "world"),
+            timing: scenario.timing,
+            op_counts: HashMap::new(),
         };
         let packages = scenario.packages.clone().unwrap_or_else(default_packages);
         for (path, p) in packages {
@@ -528,14 +534,57 @@ impl World {
         self.servers.get_mut(host).expect("known server")
     }
 
-    /// The simulated duration of an operation's transport-independent work.
-    pub fn latency(&mut self, host: &str) -> Duration {
+    /// The base latency of an operation `op` arriving on `host` (drawn before the operation
+    /// changes the world). Under keyed timing this also numbers the operation.
+    pub fn latency(&mut self, host: &str, op: &str) -> Duration {
         let r = self
             .servers
             .get(host)
             .map(|s| s.latency_ms)
             .unwrap_or([2, 10]);
-        draw_ms(&mut self.rng, r)
+        match self.timing {
+            Timing::Stream => draw_ms(&mut self.rng, r),
+            Timing::Keyed => {
+                let n = self
+                    .op_counts
+                    .entry(host.to_string())
+                    .or_default()
+                    .entry(op.to_string())
+                    .or_insert(0);
+                *n += 1;
+                let nth = *n;
+                Duration::from_millis(timing::keyed_ms(self.seed, host, op, nth, Part::Latency, r))
+            }
+        }
+    }
+
+    /// The work of the current `op` on `host` beyond its latency, drawn from `r`.
+    fn work(&mut self, host: &str, op: &str, r: [u64; 2]) -> Duration {
+        match self.timing {
+            Timing::Stream => draw_ms(&mut self.rng, r),
+            Timing::Keyed => Duration::from_millis(timing::keyed_ms(
+                self.seed,
+                host,
+                op,
+                self.served(host, op),
+                Part::Work,
+                r,
+            )),
+        }
+    }
+
+    /// How many `op` operations `host` has been asked for (counted under keyed timing only).
+    pub fn served(&self, host: &str, op: &str) -> u32 {
+        self.op_counts
+            .get(host)
+            .and_then(|m| m.get(op))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Operations asked of each host, by name (counted under keyed timing only).
+    pub fn served_counts(&self) -> &HashMap<String, HashMap<String, u32>> {
+        &self.op_counts
     }
 
     /// `facts`.
@@ -773,7 +822,7 @@ impl World {
         let content = self.share.get(&path.to_ascii_lowercase()).cloned();
         let duration = {
             let r = self.servers[host].install_ms;
-            draw_ms(&mut self.rng, r)
+            self.work(host, "install_hotfix", r)
         };
         let Some(content) = content else {
             return OpOutcome {
@@ -922,7 +971,7 @@ impl World {
     pub fn sync_now(&mut self, host: &str, now: DateTime<Utc>) -> OpOutcome {
         let duration = {
             let r = self.servers[host].sync_ms;
-            draw_ms(&mut self.rng, r)
+            self.work(host, "sync_now", r)
         };
         let (upstream, replica) = {
             let s = &self.servers[host];
@@ -1048,7 +1097,7 @@ impl World {
             let c = &self.clients[client];
             (c.server.clone(), c.detect_ms)
         };
-        let duration = draw_ms(&mut self.rng, detect_ms);
+        let duration = self.work(client, "detect_now", detect_ms);
         let end = now + chrono::Duration::from_std(duration).unwrap_or_default();
         let call = guid(&mut self.rng);
         let (broken, url) = {

@@ -433,3 +433,73 @@ fn the_world_is_deterministic_for_a_seed() {
         serde_json::to_string(&b.view()).unwrap()
     );
 }
+
+#[test]
+fn keyed_timing_draws_what_the_pure_function_says_in_any_order() {
+    use super::timing::{Ranges, keyed_op_ms};
+    let scenario = "seed: 11\ntiming: keyed\ndefaults: { latency_ms: [30, 300], install_ms: [2000, 6000], sync_ms: [500, 2000] }\n";
+    let ranges = Ranges {
+        latency_ms: [30, 300],
+        install_ms: [2000, 6000],
+        sync_ms: [500, 2000],
+        detect_ms: [20, 60],
+    };
+    // One operation as the fleet serves it: the latency, then the operation's own work.
+    fn served(w: &mut World, host: &str, op: &str) -> Duration {
+        let latency = w.latency(host, op);
+        let work = match op {
+            "install_hotfix" => install(w, host).duration,
+            "sync_now" => w.sync_now(host, now()).duration,
+            _ => w.facts(host, U, None, &[]).duration,
+        };
+        latency + work
+    }
+    let calls = [
+        ("sp", "facts"),
+        ("eu", "sync_now"),
+        ("sp", "install_hotfix"),
+        ("sp", "facts"),
+        ("eu", "sync_now"),
+    ];
+    let mut a = world(scenario);
+    let forward: Vec<Duration> = calls.iter().map(|(h, op)| served(&mut a, h, op)).collect();
+    // The same calls, the hosts interleaved the other way round: each host's durations stay.
+    let mut b = world(scenario);
+    let mut backward = vec![Duration::ZERO; calls.len()];
+    for i in [1, 4, 0, 2, 3] {
+        backward[i] = served(&mut b, calls[i].0, calls[i].1);
+    }
+    assert_eq!(forward, backward);
+    let expected: Vec<Duration> = [
+        ("sp", "facts", 1),
+        ("eu", "sync_now", 1),
+        ("sp", "install_hotfix", 1),
+        ("sp", "facts", 2),
+        ("eu", "sync_now", 2),
+    ]
+    .iter()
+    .map(|(h, op, n)| Duration::from_millis(keyed_op_ms(11, h, op, *n, &ranges)))
+    .collect();
+    assert_eq!(forward, expected);
+    assert_eq!(a.served("sp", "facts"), 2);
+    assert_eq!(a.served_counts()["eu"]["sync_now"], 2);
+}
+
+#[test]
+fn stream_timing_is_the_default_and_counts_nothing() {
+    let mut w = world("seed: 11\n");
+    let first = w.latency("sp", "facts");
+    assert!(
+        first <= Duration::from_millis(10),
+        "the default latency range is 2-10 ms"
+    );
+    assert_eq!(w.served("sp", "facts"), 0);
+    assert!(w.served_counts().is_empty());
+    // The stream advances: the same world draws the next value of one sequence.
+    let mut again = world("seed: 11\n");
+    assert_eq!(
+        again.latency("eu", "decline"),
+        first,
+        "stream draws ignore host and operation"
+    );
+}
