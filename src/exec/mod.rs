@@ -9,6 +9,7 @@ pub mod connect;
 pub mod detect;
 pub mod events;
 pub mod facts;
+pub mod ready;
 pub mod retry;
 pub mod run;
 pub mod unit;

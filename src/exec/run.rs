@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 
 use super::connect::{Connector, Pool, Target};
 use super::events::{EVENTS_SCHEMA_VERSION, Event};
+use super::ready::Readiness;
 use super::retry::RetryPolicy;
 use super::unit::{self, Shared, Stop, UnitOutcome, UnitSpec};
 use crate::core::inventory::{Inventory, Role};
@@ -303,16 +304,6 @@ pub fn recap_of(
     }
 }
 
-fn children_of(plan: &Plan) -> HashMap<&str, Vec<&str>> {
-    let mut c: HashMap<&str, Vec<&str>> = HashMap::new();
-    for s in &plan.servers {
-        if let Some(u) = &s.waits_for {
-            c.entry(u.as_str()).or_default().push(s.name.as_str());
-        }
-    }
-    c
-}
-
 /// Runs (or resumes) a plan.
 pub async fn execute<C: Connector>(
     mut job: Job<'_, C>,
@@ -375,7 +366,6 @@ pub async fn execute<C: Connector>(
     }
 
     let plan = job.plan;
-    let children = children_of(plan);
     let by_name: HashMap<&str, &PlannedServer> =
         plan.servers.iter().map(|s| (s.name.as_str(), s)).collect();
     let runtime_skip: BTreeMap<String, String> = job
@@ -384,12 +374,11 @@ pub async fn execute<C: Connector>(
         .iter()
         .filter_map(|(v, p)| p.skip.clone().map(|r| (v.as_str().to_string(), r)))
         .collect();
-    let mut pending: Vec<&str> = plan
-        .servers
+    let already: HashMap<String, (ServerResult, bool)> = done
         .iter()
-        .map(|s| s.name.as_str())
-        .filter(|n| !done.contains_key(*n))
+        .map(|(k, o)| (k.clone(), (o.result, o.unblocks)))
         .collect();
+    let (mut readiness, mut blocked) = Readiness::new(plan, cfg.order, &already);
     let mut finished: HashMap<String, UnitOutcome> = done;
     let mut durations: HashMap<String, u64> = HashMap::new();
     let mut running: JoinSet<(String, UnitOutcome, u64)> = JoinSet::new();
@@ -398,112 +387,76 @@ pub async fn execute<C: Connector>(
     let mut stopping = false;
     let mut interrupted = 0u32;
     loop {
-        // Block the subtrees of servers that did not succeed.
-        if cfg.order == Order::TopDown {
-            let mut changed = true;
-            while changed {
-                changed = false;
-                let mut still = Vec::with_capacity(pending.len());
-                for name in pending.drain(..) {
-                    let s = by_name[name];
-                    match s.waits_for.as_deref().and_then(|u| finished.get(u)) {
-                        Some(up) if !up.unblocks => {
-                            let reason = format!(
-                                "its upstream {} {}",
-                                s.waits_for.as_deref().unwrap_or(""),
-                                match up.result {
-                                    ServerResult::Blocked => "is blocked",
-                                    ServerResult::Skipped => "was not touched",
-                                    _ => "failed",
-                                }
-                            );
-                            let o = UnitOutcome {
-                                result: ServerResult::Blocked,
-                                reason: Some(reason.clone()),
-                                unblocks: false,
-                                path: s.path.clone(),
-                                changed: 0,
-                                ok: 0,
-                                failed: 0,
-                            };
-                            let _ = job
-                                .journal
-                                .append(&Record::ServerFinished {
-                                    server: name.to_string(),
-                                    result: ServerResult::Blocked,
-                                    reason: Some(reason.clone()),
-                                    path: Some(s.path.clone()),
-                                    at: now(),
-                                })
-                                .await;
-                            sink.event(&Event::ServerFinished {
-                                server: name.to_string(),
-                                result: ServerResult::Blocked,
-                                reason: Some(reason),
-                                changed: 0,
-                                ok: 0,
-                                failed: 0,
-                                duration_ms: 0,
-                            });
-                            finished.insert(name.to_string(), o);
-                            changed = true;
-                        }
-                        _ => still.push(name),
-                    }
-                }
-                pending = still;
-            }
+        // Servers whose upstream did not unblock them, with their subtrees.
+        for b in blocked.drain(..) {
+            let s = by_name[b.server];
+            let _ = job
+                .journal
+                .append(&Record::ServerFinished {
+                    server: b.server.to_string(),
+                    result: ServerResult::Blocked,
+                    reason: Some(b.reason.clone()),
+                    path: Some(s.path.clone()),
+                    at: now(),
+                })
+                .await;
+            sink.event(&Event::ServerFinished {
+                server: b.server.to_string(),
+                result: ServerResult::Blocked,
+                reason: Some(b.reason.clone()),
+                changed: 0,
+                ok: 0,
+                failed: 0,
+                duration_ms: 0,
+            });
+            finished.insert(
+                b.server.to_string(),
+                UnitOutcome {
+                    result: ServerResult::Blocked,
+                    reason: Some(b.reason),
+                    unblocks: false,
+                    path: s.path.clone(),
+                    changed: 0,
+                    ok: 0,
+                    failed: 0,
+                },
+            );
         }
         // Start what is ready.
-        if !stopping {
-            let mut still = Vec::with_capacity(pending.len());
-            for name in pending.drain(..) {
-                let s = by_name[name];
-                let ready = match cfg.order {
-                    Order::TopDown => s
-                        .waits_for
-                        .as_deref()
-                        .is_none_or(|u| finished.get(u).is_some_and(|o| o.unblocks)),
-                    Order::BottomUp => children
-                        .get(name)
-                        .is_none_or(|c| c.iter().all(|k| finished.contains_key(*k))),
-                };
-                if ready && in_flight < cfg.parallel.max(1) {
-                    let Some(server) = job.inventory.get(name).cloned() else {
-                        still.push(name);
-                        continue;
-                    };
-                    let upstream = server
-                        .upstream
-                        .as_ref()
-                        .and_then(|u| job.inventory.get(u))
-                        .map(|u| (u.name.clone(), u.address.clone()));
-                    let spec = UnitSpec {
-                        planned: s.clone(),
-                        server,
-                        upstream,
-                        adopted: adopted.remove(name).unwrap_or_default(),
-                        progress: job
-                            .resumed
-                            .as_ref()
-                            .and_then(|st| st.servers.get(name).cloned()),
-                        runtime_skip: runtime_skip.clone(),
-                    };
-                    let sh = sh.clone();
-                    let n = name.to_string();
-                    running.spawn(async move {
-                        let t = Instant::now();
-                        let o = unit::run(&sh, spec).await;
-                        (n, o, t.elapsed().as_millis() as u64)
-                    });
-                    in_flight += 1;
-                } else {
-                    still.push(name);
-                }
-            }
-            pending = still;
+        while !stopping && in_flight < cfg.parallel.max(1) {
+            let Some(name) = readiness.take_ready() else {
+                break;
+            };
+            let s = by_name[name];
+            let Some(server) = job.inventory.get(name).cloned() else {
+                continue;
+            };
+            let upstream = server
+                .upstream
+                .as_ref()
+                .and_then(|u| job.inventory.get(u))
+                .map(|u| (u.name.clone(), u.address.clone()));
+            let spec = UnitSpec {
+                planned: s.clone(),
+                server,
+                upstream,
+                adopted: adopted.remove(name).unwrap_or_default(),
+                progress: job
+                    .resumed
+                    .as_ref()
+                    .and_then(|st| st.servers.get(name).cloned()),
+                runtime_skip: runtime_skip.clone(),
+            };
+            let sh = sh.clone();
+            let n = name.to_string();
+            running.spawn(async move {
+                let t = Instant::now();
+                let o = unit::run(&sh, spec).await;
+                (n, o, t.elapsed().as_millis() as u64)
+            });
+            in_flight += 1;
         }
-        if in_flight == 0 && (pending.is_empty() || stopping) {
+        if in_flight == 0 && (!readiness.has_ready() || stopping) {
             break;
         }
         tokio::select! {
@@ -515,6 +468,9 @@ pub async fn execute<C: Connector>(
                 let _ = job.journal.append(&Record::ServerFinished { server: name.clone(), result: o.result, reason: o.reason.clone(), path: Some(o.path.clone()), at: now() }).await;
                 sink.event(&Event::ServerFinished { server: name.clone(), result: o.result, reason: o.reason.clone(), changed: o.changed, ok: o.ok, failed: o.failed, duration_ms: ms });
                 durations.insert(name.clone(), ms);
+                if let Some(s) = by_name.get(name.as_str()) {
+                    blocked.extend(readiness.finished(&s.name, o.result, o.unblocks));
+                }
                 if o.result == ServerResult::Failed {
                     failures += 1;
                     if cfg.fail_fast || cfg.max_failures.is_some_and(|m| failures >= m) {
