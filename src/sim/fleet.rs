@@ -55,7 +55,12 @@ pub fn write_atomically(path: &Path, text: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// Writes the world's state view. Writers are serialized and each takes its snapshot while it
+/// holds the writer lock, so the file never goes back to an older state (script tasks finish in
+/// any order).
 fn write_state(world: &Mutex<World>, path: &Path) {
+    static WRITER: Mutex<()> = Mutex::new(());
+    let Ok(_writing) = WRITER.lock() else { return };
     let json = match world.lock() {
         Ok(w) => serde_json::to_vec_pretty(&w.view()),
         Err(_) => return,
@@ -63,10 +68,7 @@ fn write_state(world: &Mutex<World>, path: &Path) {
     if let Ok(json) = json
         && let Err(e) = write_atomically(path, &json)
     {
-        tracing::warn!(
-            "cannot write the simulator state file {}: {e}",
-            path.display()
-        );
+        tracing::warn!("cannot write the simulator state file {}: {e}", path.display());
     }
 }
 
