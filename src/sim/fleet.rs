@@ -68,7 +68,10 @@ fn write_state(world: &Mutex<World>, path: &Path) {
     if let Ok(json) = json
         && let Err(e) = write_atomically(path, &json)
     {
-        tracing::warn!("cannot write the simulator state file {}: {e}", path.display());
+        tracing::warn!(
+            "cannot write the simulator state file {}: {e}",
+            path.display()
+        );
     }
 }
 
