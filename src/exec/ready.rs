@@ -3,11 +3,17 @@
 //! hierarchy's size). Top-down, a server depends on its upstream and is blocked, with its whole
 //! subtree, when the upstream does not unblock its children; bottom-up (tests only) a server
 //! waits for all its children.
+//!
+//! When more servers are ready than may run, the one heading the costliest chain of work starts
+//! first (then plan order): the makespan is bounded by that chain, so starting it late costs the
+//! whole run. The cost comes from the plan alone (a hotfix install outweighs a decline).
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 
 use super::run::Order;
-use crate::core::plan::Plan;
+use crate::core::plan::{Plan, PlannedServer, StepKind};
+use crate::core::playbook::Action;
 use crate::journal::record::ServerResult;
 
 /// The scheduling state of a plan's servers.
@@ -19,7 +25,10 @@ pub struct Readiness<'a> {
     /// Bottom-up: children not finished yet, and each server's upstream.
     open_children: HashMap<&'a str, usize>,
     upstream: HashMap<&'a str, &'a str>,
-    ready: VecDeque<&'a str>,
+    /// Ready servers by (height of the chain below, earliest in plan order).
+    ready: BinaryHeap<(usize, Reverse<usize>, &'a str)>,
+    /// Each server's height (1 for a leaf) and plan position.
+    rank: HashMap<&'a str, (usize, usize)>,
 }
 
 /// A server blocked because the server it waited for did not unblock it.
@@ -29,6 +38,49 @@ pub struct Blocked<'a> {
     pub server: &'a str,
     /// Why, in words.
     pub reason: String,
+}
+
+/// A rough cost of a step, in units of an ordinary remote operation: what a plan can tell about
+/// durations before anything runs (a hotfix install takes minutes, a synchronisation a while).
+fn step_cost(k: &StepKind) -> usize {
+    match k {
+        StepKind::Do(Action::InstallHotfix { .. }) => 20,
+        StepKind::SyncFromUpstream | StepKind::Do(Action::Sync { .. }) => 6,
+        StepKind::Do(Action::DetectNow { attempts, .. }) => 2 * (*attempts as usize).max(1),
+        _ => 1,
+    }
+}
+
+/// A server's own expected work: its steps' costs plus its facts (the most costly alternative
+/// when its path is decided at run time).
+fn own_cost(s: &PlannedServer) -> usize {
+    let cost = |steps: &[crate::core::plan::PlannedStep]| {
+        steps.iter().map(|st| step_cost(&st.kind)).sum::<usize>()
+    };
+    1 + cost(&s.steps).max(s.alternatives.values().map(|a| cost(a)).max().unwrap_or(0))
+}
+
+/// Each server's weight (the expected work of the costliest chain from it down, itself
+/// included) and its position in the plan.
+fn heights(plan: &Plan) -> HashMap<&str, (usize, usize)> {
+    let mut rank: HashMap<&str, (usize, usize)> = plan
+        .servers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.as_str(), (own_cost(s), i)))
+        .collect();
+    // The plan lists servers wave by wave: walking it backwards sees every child before its
+    // upstream.
+    for s in plan.servers.iter().rev() {
+        let below = rank[s.name.as_str()].0;
+        if let Some(up) = s.waits_for.as_deref()
+            && let Some(own) = plan.server(up).map(own_cost)
+            && let Some(r) = rank.get_mut(up)
+        {
+            r.0 = r.0.max(own + below);
+        }
+    }
+    rank
 }
 
 fn block_reason(upstream: &str, result: ServerResult) -> String {
@@ -55,7 +107,8 @@ impl<'a> Readiness<'a> {
             waiting: HashMap::new(),
             open_children: HashMap::new(),
             upstream: HashMap::new(),
-            ready: VecDeque::new(),
+            ready: BinaryHeap::new(),
+            rank: heights(plan),
         };
         let mut blocked = Vec::new();
         match order {
@@ -66,9 +119,9 @@ impl<'a> Readiness<'a> {
                         continue;
                     }
                     match s.waits_for.as_deref() {
-                        None => r.ready.push_back(&s.name),
+                        None => r.push_ready(&s.name),
                         Some(u) => match finished.get(u) {
-                            Some((_, true)) => r.ready.push_back(&s.name),
+                            Some((_, true)) => r.push_ready(&s.name),
                             Some((result, false)) => {
                                 failed_roots.push((u, *result));
                                 r.waiting.entry(u).or_default().push(&s.name);
@@ -94,7 +147,7 @@ impl<'a> Readiness<'a> {
                     if !finished.contains_key(&s.name)
                         && !r.open_children.contains_key(s.name.as_str())
                     {
-                        r.ready.push_back(&s.name);
+                        r.push_ready(&s.name);
                     }
                 }
             }
@@ -129,8 +182,8 @@ impl<'a> Readiness<'a> {
         match self.order {
             Order::TopDown => {
                 if unblocks {
-                    if let Some(children) = self.waiting.remove(name) {
-                        self.ready.extend(children);
+                    for child in self.waiting.remove(name).unwrap_or_default() {
+                        self.push_ready(child);
                     }
                     Vec::new()
                 } else {
@@ -144,7 +197,7 @@ impl<'a> Readiness<'a> {
                     *n -= 1;
                     if *n == 0 {
                         self.open_children.remove(up);
-                        self.ready.push_back(up);
+                        self.push_ready(up);
                     }
                 }
                 Vec::new()
@@ -152,9 +205,20 @@ impl<'a> Readiness<'a> {
         }
     }
 
-    /// The next server that may start.
+    fn push_ready(&mut self, name: &'a str) {
+        let (height, position) = self.rank.get(name).copied().unwrap_or((1, usize::MAX));
+        // Bottom-up (tests only) keeps plan order.
+        let height = if self.order == Order::BottomUp {
+            0
+        } else {
+            height
+        };
+        self.ready.push((height, Reverse(position), name));
+    }
+
+    /// The next server that may start: the one with the longest chain below it.
     pub fn take_ready(&mut self) -> Option<&'a str> {
-        self.ready.pop_front()
+        self.ready.pop().map(|(_, _, name)| name)
     }
 
     /// True when some server may start now.
@@ -174,6 +238,7 @@ mod tests {
             "defaults: { username: u, password: prompt }
 servers:
   hq: { role: upstream, address: 10.0.0.1, version: 3.0-rtm }
+  ap: { role: autonomous, upstream: hq, address: 10.0.0.6, version: 3.0-rtm }
   eu: { role: replica, upstream: hq, address: 10.0.0.2, version: 3.0-rtm }
   eu-a: { role: replica, upstream: eu, address: 10.0.0.3, version: 3.0-rtm }
   eu-a-1: { role: replica, upstream: eu-a, address: 10.0.0.5, version: 3.0-rtm }
@@ -187,6 +252,26 @@ servers:
     }
 
     #[test]
+    fn the_longest_chain_below_starts_first() {
+        let p = plan();
+        let (mut r, _) = Readiness::new(&p, Order::TopDown, &HashMap::new());
+        r.take_ready();
+        r.finished("hq", ServerResult::Done, true);
+        // eu heads a chain of three (eu, eu-a, eu-a-1); ap and us are leaves. Plan order would
+        // start ap first; the longest chain goes first.
+        assert_eq!(r.take_ready(), Some("eu"));
+        assert_eq!(r.take_ready(), Some("ap"), "then plan order");
+        assert_eq!(r.take_ready(), Some("us"));
+        let h = heights(&p);
+        assert!(h["hq"].0 > h["eu"].0 && h["eu"].0 > h["eu-a"].0 && h["eu-a"].0 > h["eu-a-1"].0);
+        assert!(
+            h["eu-a-1"].0 > h["us"].0,
+            "a replica's hold, restore and sync outweigh an autonomous reset"
+        );
+        assert_eq!(h["us"].0, h["ap"].0, "the same steps weigh the same");
+    }
+
+    #[test]
     fn a_finish_wakes_only_its_children() {
         let p = plan();
         let (mut r, blocked) = Readiness::new(&p, Order::TopDown, &HashMap::new());
@@ -194,10 +279,8 @@ servers:
         assert_eq!(r.take_ready(), Some("hq"));
         assert_eq!(r.take_ready(), None, "nothing else until hq is done");
         assert!(r.finished("hq", ServerResult::Done, true).is_empty());
-        assert_eq!(
-            (r.take_ready(), r.take_ready(), r.take_ready()),
-            (Some("eu"), Some("us"), None)
-        );
+        let woken: Vec<&str> = std::iter::from_fn(|| r.take_ready()).collect();
+        assert_eq!(woken, ["eu", "ap", "us"]);
         r.finished("us", ServerResult::Done, true);
         assert!(!r.has_ready(), "us has no children");
     }
@@ -222,8 +305,8 @@ servers:
                 },
             ]
         );
-        assert_eq!(r.take_ready(), Some("eu"));
-        assert_eq!(r.take_ready(), Some("us"), "the sibling still runs");
+        let rest: Vec<&str> = std::iter::from_fn(|| r.take_ready()).collect();
+        assert_eq!(rest, ["eu", "ap", "us"], "the siblings still run");
     }
 
     #[test]
@@ -236,7 +319,8 @@ servers:
         let (mut r, blocked) = Readiness::new(&p, Order::TopDown, &done);
         assert_eq!(blocked.len(), 2);
         assert_eq!(blocked[0].reason, "its upstream eu was not touched");
-        assert_eq!((r.take_ready(), r.take_ready()), (Some("us"), None));
+        let rest: Vec<&str> = std::iter::from_fn(|| r.take_ready()).collect();
+        assert_eq!(rest, ["ap", "us"]);
     }
 
     #[test]
@@ -244,10 +328,11 @@ servers:
         let p = plan();
         let (mut r, _) = Readiness::new(&p, Order::BottomUp, &HashMap::new());
         let first: Vec<&str> = std::iter::from_fn(|| r.take_ready()).collect();
-        assert_eq!(first, ["us", "eu-a-1"], "leaves, in plan order");
+        assert_eq!(first, ["ap", "us", "eu-a-1"], "leaves, in plan order");
         r.finished("eu-a-1", ServerResult::Done, true);
         assert_eq!(r.take_ready(), Some("eu-a"));
         r.finished("us", ServerResult::Done, true);
+        r.finished("ap", ServerResult::Done, true);
         assert_eq!(r.take_ready(), None, "hq still waits for eu");
         r.finished("eu-a", ServerResult::Done, true);
         assert_eq!(r.take_ready(), Some("eu"));
