@@ -149,6 +149,34 @@ fn a_new_apply_drains_a_dead_runs_holds_before_taking_its_lock() {
         "the apply was killed while holding a replica"
     );
     assert!(rd.lock().exists(), "the dead run left its lock");
+    // The plan's live facts recognise the held replica: not a contradiction, something to restore.
+    let state_dir = lab.state_dir();
+    let p = lab
+        .wsusfix(
+            "plan",
+            &[
+                "--facts",
+                "--format",
+                "json",
+                "--state-dir",
+                state_dir.to_str().unwrap(),
+            ],
+        )
+        .run()
+        .code(0);
+    let plan: serde_json::Value = serde_json::from_str(&p.stdout).unwrap();
+    for s in plan["servers"].as_array().unwrap() {
+        if held.iter().any(|h| s["name"] == h.as_str()) {
+            assert_eq!(s["facts"]["contradictions"], serde_json::json!([]), "{s}");
+            assert!(
+                s["facts"]["evidence"]
+                    .to_string()
+                    .contains("held autonomous by the interrupted run"),
+                "{s}"
+            );
+            assert!(s["skip"].is_null(), "{s}");
+        }
+    }
     let d = lab.wsusfix("apply", &["--yes"]).run().code(0);
     assert!(
         d.stderr

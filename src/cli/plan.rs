@@ -54,6 +54,10 @@ pub struct PlanArgs {
     /// With --facts: how far back SoftwareDistribution.log is searched (e.g. 7d, 24h, 90m, 2w).
     #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_duration, requires = "facts")]
     pub since: Duration,
+    /// With --facts: where runs are journaled, to recognise replicas an interrupted run still
+    /// holds autonomous (default: $WSUSFIX_STATE_DIR, else .wsusfix).
+    #[arg(long, value_name = "DIR", requires = "facts")]
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// Parses a duration such as `7d`, `36h`, `90m`, `2w` or `1d12h` (units s, m, h, d, w).
@@ -123,10 +127,28 @@ fn fixed_dll(pb: &crate::core::playbook::Playbook) -> String {
 }
 
 /// Reads the facts of `names` for `plan --facts`.
+/// Replicas that runs of this inventory still hold autonomous, with the run holding each.
+fn held_replicas(inputs: &Inputs, state_dir: Option<&std::path::Path>) -> BTreeMap<String, String> {
+    use crate::journal::{paths, reader};
+    let rd = paths::RunDir::new(&paths::state_dir(state_dir), &inputs.inventory_path);
+    let mut held = BTreeMap::new();
+    for run in rd.runs() {
+        if let Ok(j) = reader::read(&rd.journal(&run)) {
+            for ob in reader::RunState::replay(&j.records).open_obligations() {
+                if ob.id().starts_with("replica-hold:") {
+                    held.insert(ob.server().to_string(), run.clone());
+                }
+            }
+        }
+    }
+    held
+}
+
 fn gather_facts(
     inputs: &Inputs,
     names: &[String],
     since: Duration,
+    state_dir: Option<&std::path::Path>,
     err: &mut dyn Write,
 ) -> Result<BTreeMap<String, FactSummary>, i32> {
     let base = super::remote::base_dir(&inputs.inventory_path).to_path_buf();
@@ -142,6 +164,7 @@ fn gather_facts(
         fixed_dll: fixed_dll(&inputs.playbook),
         parallel: FACTS_PARALLEL,
         retry: facts::read_retry(),
+        held: held_replicas(inputs, state_dir),
     };
     let connector = Arc::new(WinrmConnector::new(resolver, &base));
     let found = rt.block_on(facts::gather(&inputs.inventory, names, connector, &req));
@@ -217,7 +240,8 @@ pub fn run(args: &PlanArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     };
     if args.facts {
         let names: Vec<String> = plan.servers.iter().map(|s| s.name.clone()).collect();
-        opts.facts = match gather_facts(&inputs, &names, args.since, err) {
+        opts.facts = match gather_facts(&inputs, &names, args.since, args.state_dir.as_deref(), err)
+        {
             Ok(f) => f,
             Err(code) => return code,
         };

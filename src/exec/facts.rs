@@ -44,6 +44,9 @@ pub struct FactsRequest {
     pub parallel: usize,
     /// Retries of transient failures.
     pub retry: RetryPolicy,
+    /// Replicas an interrupted run still holds autonomous, with that run's ID: not a
+    /// contradiction of the inventory, but something to restore.
+    pub held: BTreeMap<String, String>,
 }
 
 /// Awaits an operation (an expression giving a future of `Result<_, OpError>`) again while it
@@ -132,15 +135,21 @@ pub fn summarize(
                         .as_ref()
                         .and_then(|u| inv.get(u))
                         .map(|u| (u.name.clone(), u.address.clone()));
-                    contradictions(s, upstream.as_ref(), f, false)
+                    contradictions(s, upstream.as_ref(), f, req.held.contains_key(name))
                 }
                 None => Vec::new(),
             };
+            let mut evidence = a.evidence;
+            if let Some(run) = req.held.get(name) {
+                evidence.push(format!(
+                    "held autonomous by the interrupted run {run}: `wsusfix restore {run}` switches it back (apply does so first)"
+                ));
+            }
             FactSummary {
                 version: f.version,
                 arch: Some(f.arch),
                 affected: a.affected,
-                evidence: a.evidence,
+                evidence,
                 contradictions: found,
             }
         }
