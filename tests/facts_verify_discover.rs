@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use common::{Lab, PASSWORD, Run, root};
 use serde_json::Value;
-use wsusfix::core::inventory::{self, Inventory, Role};
+use wsusfix::core::inventory::{self, Inventory, Role, Scheme};
 
 /// Two servers broken, the rest healthy, one server that refuses connections.
 const TWO_BROKEN: &str = "\
@@ -423,6 +423,40 @@ fn discover_from_the_top_server_reproduces_the_lab() {
     .run()
     .code(0)
     .stdout_has("servers:\n  wsus-hq:\n    role: upstream\n");
+    // Over HTTPS, trusting the simulator's CA: the file is written into the inventory, and
+    // the inventory it wrote reaches every server with it.
+    let https = lab.dir.path().join("found-https.yaml");
+    wsusfix(&[
+        "discover",
+        "--root",
+        "wsus-hq",
+        "--hosts",
+        &hosts.display().to_string(),
+        "--username",
+        "LAB\\wsusfix",
+        "--scheme",
+        "https",
+        "--ca-file",
+        &lab.sim.ca.display().to_string(),
+        "--out",
+        &https.display().to_string(),
+    ])
+    .run()
+    .code(0)
+    .stderr_has("discovered 6 servers from wsus-hq; wrote ");
+    let found = load(&https);
+    assert_eq!(shape(&found), shape(&lab_inv));
+    let ca = std::fs::canonicalize(&lab.sim.ca).unwrap();
+    for s in found.servers() {
+        assert_eq!(s.winrm.scheme, Scheme::Https, "{}", s.name);
+        assert_eq!(s.winrm.port, 5986, "{}", s.name);
+        assert_eq!(s.winrm.ca_file.as_deref(), Some(ca.to_str().unwrap()));
+    }
+    Run::new(["plan", "--facts", "-i", &https.display().to_string()])
+        .env("WSUSFIX_PASSWORD", PASSWORD)
+        .run()
+        .code(0)
+        .stdout_has("Summary: 6 servers");
 }
 
 #[test]
@@ -595,6 +629,32 @@ fn discover_refuses_bad_input_and_an_unreachable_root() {
     .run()
     .code(3)
     .stderr_has("--auth basic over --scheme http");
+    wsusfix(&[
+        "discover",
+        "--root",
+        "wsus-hq",
+        "--username",
+        "u",
+        "--ca-file",
+        &h,
+    ])
+    .run()
+    .code(3)
+    .stderr_has("--ca-file only applies with --scheme https");
+    wsusfix(&[
+        "discover",
+        "--root",
+        "wsus-hq",
+        "--username",
+        "u",
+        "--scheme",
+        "https",
+        "--ca-file",
+        "no/such/ca.pem",
+    ])
+    .run()
+    .code(3)
+    .stderr_has("cannot read the CA file no/such/ca.pem");
     Run::new(["discover", "--root", "wsus-hq"])
         .env("WSUSFIX_PASSWORD", PASSWORD)
         .run()

@@ -63,6 +63,9 @@ pub struct DiscoverArgs {
     /// WinRM authentication.
     #[arg(long, value_enum, default_value_t = AuthArg::Negotiate)]
     pub auth: AuthArg,
+    /// With --scheme https: a PEM file of CA certificates to trust (written into the inventory).
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Servers read at once.
@@ -138,6 +141,20 @@ pub fn run(a: &DiscoverArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         );
         return exit::INVALID;
     }
+    let ca_file = match &a.ca_file {
+        None => None,
+        Some(_) if scheme == Scheme::Http => {
+            let _ = writeln!(err, "error: --ca-file only applies with --scheme https");
+            return exit::INVALID;
+        }
+        Some(f) => match std::fs::canonicalize(f) {
+            Ok(abs) => Some(abs.display().to_string()),
+            Err(e) => {
+                let _ = writeln!(err, "error: cannot read the CA file {}: {e}", f.display());
+                return exit::INVALID;
+            }
+        },
+    };
     let port = a.port.unwrap_or(scheme.default_port());
     if port == 0 {
         let _ = writeln!(err, "error: --port must be from 1 to 65535");
@@ -194,7 +211,7 @@ pub fn run(a: &DiscoverArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             scheme,
             port,
             auth,
-            ca_file: None,
+            ca_file: ca_file.clone(),
             insecure_skip_tls_verify: false,
             operation_timeout: 20,
         },
@@ -222,6 +239,7 @@ pub fn run(a: &DiscoverArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         scheme,
         port,
         auth,
+        ca_file,
         hosts_file: hosts.as_ref().map(|(_, name)| name.clone()),
         servers: found,
     };

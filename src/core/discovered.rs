@@ -66,6 +66,8 @@ pub struct Discovery {
     pub port: u16,
     /// WinRM authentication.
     pub auth: AuthKind,
+    /// A PEM file of CA certificates to trust for HTTPS (absolute).
+    pub ca_file: Option<String>,
     /// The `--hosts` file, as given.
     pub hosts_file: Option<String>,
     /// The servers, root first.
@@ -251,10 +253,14 @@ pub fn render(d: &Discovery) -> String {
     let _ = writeln!(out, "  password: {}", quoted(&d.password));
     let _ = writeln!(
         out,
-        "  winrm: {{ scheme: {}, port: {}, auth: {} }}",
+        "  winrm: {{ scheme: {}, port: {}, auth: {}{} }}",
         scheme_name(d.scheme),
         d.port,
-        auth_name(d.auth)
+        auth_name(d.auth),
+        d.ca_file
+            .as_ref()
+            .map(|f| format!(", ca_file: {}", quoted(f)))
+            .unwrap_or_default()
     );
     match site {
         Some(site) => {
@@ -407,6 +413,7 @@ mod tests {
             scheme: Scheme::Http,
             port: 5985,
             auth: AuthKind::Negotiate,
+            ca_file: None,
             hosts_file: Some("sim-hosts".into()),
             servers,
         }
@@ -482,6 +489,21 @@ mod tests {
         assert!(text.contains("# - incomplete: 2 servers could not be read (NOT REACHED below); 1 name did not resolve (NOT RESOLVED below)."), "{text}");
         assert!(text.contains("#   hq (upstream, 3.0 SP1)\n#   |-- eu (replica, 3.0 RTM)\n#   |   |-- eu-berlin (autonomous, 3.0 RTM)\n#   |   `-- eu-paris (replica, 3.0 RTM, not reached)\n#   `-- lost.example.com (autonomous, 3.0 RTM, not reached)\n"), "{text}");
         assert!(text.contains("    # it reports its upstream as hq.example.com\n"));
+    }
+
+    #[test]
+    fn a_ca_file_is_written_into_the_defaults() {
+        let mut d = discovery(vec![server("hq", None, Role::Upstream)]);
+        d.scheme = Scheme::Https;
+        d.port = 5986;
+        d.ca_file = Some("/etc/wsusfix/it's ca.pem".into());
+        let text = render(&d);
+        let inv = inventory::load(&text).inventory.expect("valid");
+        let w = &inv.servers()[0].winrm;
+        assert_eq!(w.scheme, Scheme::Https);
+        assert_eq!(w.ca_file.as_deref(), Some("/etc/wsusfix/it's ca.pem"));
+        d.ca_file = None;
+        assert!(!render(&d).contains("ca_file"));
     }
 
     #[test]
