@@ -22,6 +22,15 @@ use crate::core::plan::{self, PlanOptions};
 use crate::core::{inventory, playbook, render, synthetic};
 use crate::exit;
 
+/// Appended to a benchmark's heading: figures from a debug build are not the ones to record.
+fn debug_build_note() -> &'static str {
+    if cfg!(debug_assertions) {
+        ", DEBUG BUILD: use --release for figures"
+    } else {
+        ""
+    }
+}
+
 /// Arguments of `bench`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
@@ -149,11 +158,7 @@ fn plan_parent(p: &PlanBench, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         "plan benchmark: generated inventory text -> validate -> hierarchy -> plan -> text + JSON ({} tiers, seed {}{})",
         p.tiers,
         p.seed,
-        if cfg!(debug_assertions) {
-            ", DEBUG BUILD: use --release for figures"
-        } else {
-            ""
-        }
+        debug_build_note()
     );
     let _ = writeln!(
         out,

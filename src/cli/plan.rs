@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::InputArgs;
 use super::inputs::Inputs;
 use crate::core::assess::FIXED_CLIENT_DLL;
-use crate::core::plan::{self, Affected, FactSummary, PlanOptions};
+use crate::core::plan::{self, Affected, FactSummary, Plan, PlanOptions};
 use crate::core::playbook::Action;
 use crate::core::render;
 use crate::exec::connect::{Target, WinrmConnector};
@@ -213,6 +213,17 @@ pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
 }
 
 /// Runs `plan`.
+/// Plans `inputs` with `opts`; a refusal is reported on `err` (with its hint) as exit 3.
+fn plan_or_report(inputs: &Inputs, opts: &PlanOptions, err: &mut dyn Write) -> Result<Plan, i32> {
+    plan::plan(&inputs.inventory, &inputs.hierarchy, &inputs.playbook, opts).map_err(|e| {
+        let _ = writeln!(err, "error: {}", e.message);
+        if let Some(h) = e.help {
+            let _ = writeln!(err, "  = help: {h}");
+        }
+        exit::INVALID
+    })
+}
+
 pub fn run(args: &PlanArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     let inputs =
         match super::inputs::load(err, &args.input.inventory, args.input.playbook.as_deref()) {
@@ -223,20 +234,9 @@ pub fn run(args: &PlanArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         limit: args.limit.clone(),
         ..PlanOptions::default()
     };
-    let mut plan = match plan::plan(
-        &inputs.inventory,
-        &inputs.hierarchy,
-        &inputs.playbook,
-        &opts,
-    ) {
+    let mut plan = match plan_or_report(&inputs, &opts, err) {
         Ok(p) => p,
-        Err(e) => {
-            let _ = writeln!(err, "error: {}", e.message);
-            if let Some(h) = e.help {
-                let _ = writeln!(err, "  = help: {h}");
-            }
-            return exit::INVALID;
-        }
+        Err(code) => return code,
     };
     if args.facts {
         let names: Vec<String> = plan.servers.iter().map(|s| s.name.clone()).collect();
@@ -245,17 +245,9 @@ pub fn run(args: &PlanArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             Ok(f) => f,
             Err(code) => return code,
         };
-        plan = match plan::plan(
-            &inputs.inventory,
-            &inputs.hierarchy,
-            &inputs.playbook,
-            &opts,
-        ) {
+        plan = match plan_or_report(&inputs, &opts, err) {
             Ok(p) => p,
-            Err(e) => {
-                let _ = writeln!(err, "error: {}", e.message);
-                return exit::INVALID;
-            }
+            Err(code) => return code,
         };
     }
     let rendered = match args.format {

@@ -11,10 +11,10 @@ use std::time::Instant;
 
 use serde_json::json;
 
+use super::makespan;
 use super::workload::{self, Workload};
-use crate::core::hierarchy::Hierarchy;
-use crate::core::plan::{self, PlanOptions};
-use crate::core::{inventory, playbook};
+use crate::core::inventory;
+use crate::core::plan;
 use crate::exec::connect::WinrmConnector;
 use crate::exec::events::Event;
 use crate::exec::run::{self, Job, RunConfig};
@@ -230,14 +230,7 @@ pub fn run_child(a: &ChildArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32
 fn run_plan(a: &ChildArgs) -> Result<serde_json::Value, String> {
     let t_setup = Instant::now();
     let w = Workload::new(a.servers, a.tiers, a.seed, a.port);
-    let inv = inventory::load(&w.inventory)
-        .inventory
-        .ok_or("the generated inventory is invalid")?;
-    let h = Hierarchy::new(&inv);
-    let pb = playbook::load(playbook::DEFAULT_PLAYBOOK)
-        .playbook
-        .ok_or("the built-in playbook is invalid")?;
-    let plan = plan::plan(&inv, &h, &pb, &PlanOptions::default()).map_err(|e| e.message)?;
+    let (inv, pb, plan) = makespan::planned(&w)?;
     let dir = std::env::temp_dir().join(format!("wsusfix-bench-{}", std::process::id()));
     let run_id = paths::new_run_id();
     let journal_path = dir.join(format!("{run_id}.jsonl"));

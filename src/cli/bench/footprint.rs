@@ -47,11 +47,7 @@ pub fn run(b: &FootprintBench, out: &mut dyn Write, err: &mut dyn Write) -> i32 
         b.tiers,
         b.seed,
         std::thread::available_parallelism().map_or(1, |n| n.get()),
-        if cfg!(debug_assertions) {
-            ", DEBUG BUILD: use --release for figures"
-        } else {
-            ""
-        }
+        super::debug_build_note()
     );
     let _ = writeln!(
         out,

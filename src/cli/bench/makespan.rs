@@ -15,8 +15,9 @@ use super::bounds;
 use super::harness::{self, RunSpec};
 use super::workload::{self, Workload};
 use crate::core::hierarchy::Hierarchy;
+use crate::core::inventory::{self, Inventory};
 use crate::core::plan::{self, Plan, PlanOptions};
-use crate::core::{inventory, playbook};
+use crate::core::playbook::{self, Playbook};
 use crate::exit;
 
 /// Options of the makespan benchmark.
@@ -43,8 +44,9 @@ pub struct MakespanBench {
     pub port: u16,
 }
 
-/// The plan of a workload (the parent and the run child make the same one).
-pub fn plan_of(w: &Workload) -> Result<Plan, String> {
+/// A workload's inventory, the built-in playbook, and their plan (the parent and the run child
+/// make the same one).
+pub fn planned(w: &Workload) -> Result<(Inventory, Playbook, Plan), String> {
     let inv = inventory::load(&w.inventory)
         .inventory
         .ok_or("the generated inventory is invalid")?;
@@ -52,7 +54,13 @@ pub fn plan_of(w: &Workload) -> Result<Plan, String> {
     let pb = playbook::load(playbook::DEFAULT_PLAYBOOK)
         .playbook
         .ok_or("the built-in playbook is invalid")?;
-    plan::plan(&inv, &h, &pb, &PlanOptions::default()).map_err(|e| e.message)
+    let plan = plan::plan(&inv, &h, &pb, &PlanOptions::default()).map_err(|e| e.message)?;
+    Ok((inv, pb, plan))
+}
+
+/// The plan of a workload.
+pub fn plan_of(w: &Workload) -> Result<Plan, String> {
+    planned(w).map(|(_, _, plan)| plan)
 }
 
 /// Index of a generated server name (`wsus-000042` is 42).
@@ -158,11 +166,7 @@ fn makespan(b: &MakespanBench, out: &mut dyn Write) -> Result<i32, String> {
             "at most {m} replicas held per upstream"
         )),
         std::thread::available_parallelism().map_or(1, |n| n.get()),
-        if cfg!(debug_assertions) {
-            ", DEBUG BUILD: use --release for figures"
-        } else {
-            ""
-        }
+        super::debug_build_note()
     );
     let _ = writeln!(
         out,
