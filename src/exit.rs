@@ -15,5 +15,8 @@ pub const RESTORES_PENDING: i32 = 4;
 pub const LOCKED: i32 = 5;
 /// The plan or journal no longer matches the inventory, playbook or tool version.
 pub const STALE: i32 = 6;
-/// Interrupted by Ctrl-C after every restore was done (128 + SIGINT).
+/// The operator declined the confirmation: nothing was done.
+pub const DECLINED: i32 = 7;
+/// Interrupted by Ctrl-C after every restore was done (128 + SIGINT); SIGTERM gives 143 and
+/// SIGHUP 129 (128 + the signal's number).
 pub const INTERRUPTED: i32 = 130;

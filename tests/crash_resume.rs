@@ -131,8 +131,8 @@ fn a_new_apply_drains_a_dead_runs_holds_before_taking_its_lock() {
         if let Some(id) = rd.latest()
             && let Ok(j) = wsusfix::journal::reader::read(&rd.journal(&id))
         {
-            let st = wsusfix::journal::reader::RunState::replay(&j.records);
-            held = st
+            held = j
+                .progress()
                 .open_obligations()
                 .iter()
                 .map(|o| o.server().to_string())
@@ -191,6 +191,5 @@ fn a_new_apply_drains_a_dead_runs_holds_before_taking_its_lock() {
     // The dead run's journal records its hold as restored.
     let first = rd.runs().into_iter().next().unwrap();
     let j = wsusfix::journal::reader::read(&rd.journal(&first)).unwrap();
-    let st = wsusfix::journal::reader::RunState::replay(&j.records);
-    assert!(st.open_obligations().is_empty());
+    assert!(j.progress().open_obligations().is_empty());
 }

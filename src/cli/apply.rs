@@ -1,11 +1,10 @@
-//! `wsusfix apply`, `resume`, `status` and `restore`: running a plan against the servers,
-//! picking up an interrupted run, showing where a run stands, and closing its open obligations.
+//! `wsusfix apply`, `resume`, `status` and `restore`: load the inputs, call the run's session
+//! ([`crate::exec::session`]) and print. The run's life (lock, journal, decisions, recap, exit
+//! code) is the session's.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-use tokio::sync::watch;
 
 use super::InputArgs;
 use super::inputs::{self, Inputs};
@@ -13,14 +12,11 @@ use super::remote::{base_dir, check_credentials, runtime};
 use crate::core::plan::{self, Plan, PlanOptions};
 use crate::core::render;
 use crate::exec::connect::{Target, WinrmConnector};
-use crate::exec::run::{self, Job, Order, RunConfig, RunReport};
+use crate::exec::run::{Order, RunConfig};
+use crate::exec::session::{self, Outcome, RunInputs, Session, Start};
 use crate::exit;
-use crate::journal::lock::{self, LockError, RunLock};
 use crate::journal::paths::{self, RunDir};
-use crate::journal::reader::{self, RunState};
-use crate::journal::record::{JOURNAL_FORMAT_VERSION, Record, now};
-use crate::journal::writer::JournalWriter;
-use crate::report::{self, Format, Sink};
+use crate::report::{self, Format};
 use crate::util::credentials::Resolver;
 
 /// The order option (hidden: only tests use a wrong order, to prove it matters).
@@ -35,7 +31,7 @@ pub enum OrderArg {
 /// Options of commands that run steps.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunOpts {
-    /// Where runs are journaled (default: $WSUSFIX_STATE_DIR, else .wsusfix).
+    /// Where runs are journaled (default: $WSUSFIX_STATE_DIR, else ~/.local/state/wsusfix).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// Output: text (progress and recap) or NDJSON events on stdout (docs/events.md).
@@ -90,11 +86,27 @@ pub struct RunSelect {
     pub inventory: Option<PathBuf>,
 }
 
-/// Arguments of `resume` and `restore`.
+/// Arguments of `resume`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ResumeArgs {
     #[command(flatten)]
     pub select: RunSelect,
+    #[command(flatten)]
+    pub run: RunOpts,
+}
+
+/// Arguments of `restore`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub select: RunSelect,
+    /// Without a journal: switch back to replica every server the inventory (-i) calls a
+    /// replica whose live facts show it autonomous.
+    #[arg(long, requires = "inventory")]
+    pub from_facts: bool,
+    /// Do not ask for confirmation (--from-facts).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
     #[command(flatten)]
     pub run: RunOpts,
 }
@@ -104,6 +116,10 @@ pub struct ResumeArgs {
 pub struct StatusArgs {
     #[command(flatten)]
     pub select: RunSelect,
+    /// Without a journal: list the servers the inventory (-i) calls replicas whose live facts
+    /// show them autonomous.
+    #[arg(long, requires = "inventory")]
+    pub from_facts: bool,
     /// Where runs are journaled.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
@@ -141,35 +157,18 @@ fn config(o: &RunOpts, err: &mut dyn Write) -> Result<RunConfig, i32> {
     })
 }
 
-/// Counts Ctrl-C presses (the dispatcher decides what each one means).
-fn interrupts() -> watch::Receiver<u32> {
-    let (tx, rx) = watch::channel(0u32);
-    tokio::spawn(async move {
-        let mut n = 0;
-        while tokio::signal::ctrl_c().await.is_ok() {
-            n += 1;
-            if tx.send(n).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-fn confirm(plan: &Plan, out: &mut dyn Write, err: &mut dyn Write) -> Result<bool, i32> {
+/// Asks `question` on the terminal (on stderr, so that `--format json` output stays clean);
+/// only `yes` goes ahead. Without a terminal to ask on, an input error naming `--yes`.
+pub fn confirm(question: &str, command: &str, err: &mut dyn Write) -> Result<bool, i32> {
     if !std::io::stdin().is_terminal() {
         let _ = writeln!(
             err,
-            "error: apply asks for confirmation, and there is no terminal to ask on\n  = help: review the plan with `wsusfix plan` and run apply with --yes"
+            "error: {command} asks for confirmation, and there is no terminal to ask on\n  = help: review what it will do first, then run it with --yes"
         );
         return Err(exit::INVALID);
     }
-    let _ = write!(
-        out,
-        "Apply this plan to {} servers? Only 'yes' goes ahead: ",
-        plan.summary.servers
-    );
-    let _ = out.flush();
+    let _ = write!(err, "{question} Only 'yes' goes ahead: ");
+    let _ = err.flush();
     let mut line = String::new();
     let _ = std::io::stdin().lock().read_line(&mut line);
     Ok(line.trim() == "yes")
@@ -226,108 +225,15 @@ fn stored_plan(path: &Path, inputs: &Inputs, err: &mut dyn Write) -> Result<Plan
     Ok(stored)
 }
 
-/// Closes the open obligations of `run_id` (a run that ended or died without restoring).
-fn drain_run(
-    rt: &tokio::runtime::Runtime,
-    rd: &RunDir,
-    run_id: &str,
-    inputs: &Inputs,
-    connector: &Arc<WinrmConnector>,
-    sink: &mut dyn Sink,
-) -> Result<(), String> {
-    let path = rd.journal(run_id);
-    let j = reader::read(&path).map_err(|e| e.to_string())?;
-    let state = RunState::replay(&j.records);
-    if state.open_obligations().is_empty() {
-        return Ok(());
+fn refused(outcome: &Outcome, err: &mut dyn Write) -> i32 {
+    if let Outcome::Refused(r) = outcome {
+        let _ = writeln!(err, "error: {}", r.message());
     }
-    sink.event(&crate::exec::events::Event::Warning {
-        message: format!(
-            "run {run_id} left {} temporary change(s) open: restoring them first",
-            state.open_obligations().len()
-        ),
-    });
-    let writer = JournalWriter::reopen(&path, j.valid_len)
-        .map_err(|e| format!("cannot reopen {}: {e}", path.display()))?;
-    writer
-        .append_blocking(&Record::Resumed {
-            by: "restore".into(),
-            pid: std::process::id(),
-            at: now(),
-        })
-        .map_err(|e| e.to_string())?;
-    let (_tx, rx) = watch::channel(0u32);
-    let job = Job {
-        command: "restore",
-        plan: &state.plan,
-        inventory: &inputs.inventory,
-        playbook: &inputs.playbook,
-        journal: writer,
-        resumed: Some(state.clone()),
-        connector: connector.clone(),
-        interrupts: rx,
-    };
-    let report = rt.block_on(run::restore(job, RunConfig::default(), sink));
-    if report.exit_code == exit::OK {
-        Ok(())
-    } else {
-        Err(format!(
-            "run {run_id} still has temporary changes that could not be restored"
-        ))
-    }
-}
-
-/// Takes the inventory's lock for `run_id`. A stale lock of another run is taken over only after
-/// that run's open obligations are drained.
-fn take_lock(
-    rt: &tokio::runtime::Runtime,
-    rd: &RunDir,
-    run_id: &str,
-    inputs: &Inputs,
-    connector: &Arc<WinrmConnector>,
-    sink: &mut dyn Sink,
-    err: &mut dyn Write,
-) -> Result<RunLock, i32> {
-    match lock::acquire(&rd.lock(), run_id) {
-        Ok(l) => Ok(l),
-        Err(e @ LockError::Held { .. }) => {
-            let _ = writeln!(
-                err,
-                "error: {e}\n  = help: wait for it to finish, or stop it (Ctrl-C lets it restore)"
-            );
-            Err(exit::LOCKED)
-        }
-        Err(LockError::Stale { info, path }) => {
-            if info.run_id != run_id
-                && let Err(e) = drain_run(rt, rd, &info.run_id, inputs, connector, sink)
-            {
-                let _ = writeln!(
-                    err,
-                    "error: the lock {} is stale (run {} is gone) but {e}\n  = help: run `wsusfix restore {}` once the servers are reachable",
-                    path.display(),
-                    info.run_id,
-                    info.run_id
-                );
-                return Err(exit::RESTORES_PENDING);
-            }
-            lock::take_over(&path, &info, run_id).map_err(|e| {
-                let _ = writeln!(err, "error: {e}");
-                exit::LOCKED
-            })
-        }
-        Err(e) => {
-            let _ = writeln!(err, "error: {e}");
-            Err(exit::ERROR)
-        }
-    }
-}
-
-fn finish(report: RunReport) -> i32 {
-    report.exit_code
+    outcome.exit_code()
 }
 
 /// Runs `apply`.
-pub fn apply(a: &ApplyArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+pub fn apply(a: &ApplyArgs, _out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     let inputs = match inputs::load(err, &a.input.inventory, a.input.playbook.as_deref()) {
         Ok(i) => i,
         Err(code) => return code,
@@ -377,11 +283,12 @@ pub fn apply(a: &ApplyArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         sink.note(&render::text(&plan));
     }
     if !a.yes {
-        match confirm(&plan, out, err) {
+        let question = format!("Apply this plan to {} servers?", plan.summary.servers);
+        match confirm(&question, "apply", err) {
             Ok(true) => {}
             Ok(false) => {
-                let _ = writeln!(out, "Nothing was done.");
-                return exit::OK;
+                let _ = writeln!(err, "Nothing was done: the plan was not confirmed.");
+                return exit::DECLINED;
             }
             Err(code) => return code,
         }
@@ -391,172 +298,82 @@ pub fn apply(a: &ApplyArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         Err(code) => return code,
     };
     let state_dir = paths::state_dir(a.run.state_dir.as_deref());
-    let rd = RunDir::new(&state_dir, &a.input.inventory);
-    let connector = Arc::new(WinrmConnector::new(resolver, &base));
-    let _lock = match take_lock(&rt, &rd, &run_id, &inputs, &connector, sink.as_mut(), err) {
-        Ok(l) => l,
-        Err(code) => return code,
+    let session = Session {
+        run_dir: RunDir::new(&state_dir, &a.input.inventory),
+        connector: Arc::new(WinrmConnector::new(resolver, &base)),
+        config: cfg,
     };
-    // Temporary changes an earlier run could not undo come first.
-    for old in rd.runs() {
-        if let Err(e) = drain_run(&rt, &rd, &old, &inputs, &connector, sink.as_mut()) {
-            let _ = writeln!(
-                err,
-                "error: {e}; nothing new was started\n  = help: run `wsusfix restore {old} -i {}` once the servers are reachable",
-                a.input.inventory.display()
-            );
-            return exit::RESTORES_PENDING;
-        }
-    }
-    let header = Record::Header {
-        format_version: JOURNAL_FORMAT_VERSION,
-        run_id: run_id.clone(),
-        fingerprint: plan.fingerprint.clone(),
-        tool_version: plan::TOOL_VERSION.to_string(),
-        inventory: a.input.inventory.display().to_string(),
-        playbook: a.input.playbook.as_ref().map(|p| p.display().to_string()),
-        at: now(),
-        plan: Box::new(plan.clone()),
+    let run_inputs = RunInputs {
+        inventory: &inputs.inventory,
+        playbook: &inputs.playbook,
+        inventory_path: &a.input.inventory,
+        playbook_path: a.input.playbook.as_deref(),
     };
-    let journal = match JournalWriter::create(&rd.journal(&run_id), &header) {
-        Ok(j) => j,
-        Err(e) => {
-            let _ = writeln!(
-                err,
-                "error: cannot create the journal {}: {e}",
-                rd.journal(&run_id).display()
-            );
-            return exit::ERROR;
-        }
-    };
-    rt.block_on(async {
-        let job = Job {
-            command: "apply",
-            plan: &plan,
-            inventory: &inputs.inventory,
-            playbook: &inputs.playbook,
-            journal,
-            resumed: None,
-            connector,
-            interrupts: interrupts(),
-        };
-        finish(run::execute(job, cfg, sink.as_mut()).await)
-    })
+    let outcome = rt.block_on(async {
+        let signals = crate::exec::signals::listen();
+        session
+            .run(
+                Start::Fresh(Box::new(plan), run_id),
+                run_inputs,
+                signals,
+                sink.as_mut(),
+            )
+            .await
+    });
+    refused(&outcome, err)
 }
 
-/// Finds the run to resume, restore or show.
-fn locate(
+/// Finds the run to pick up and loads the inputs it was made from (or `-i`'s).
+fn picked_run(
     state_dir: &Path,
     select: &RunSelect,
     err: &mut dyn Write,
-) -> Result<(RunDir, String), i32> {
-    let dirs: Vec<RunDir> = match &select.inventory {
-        Some(inv) => vec![RunDir::new(state_dir, inv)],
-        None => std::fs::read_dir(state_dir)
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e.ok())
-            .filter(|e| e.path().is_dir())
-            .map(|e| RunDir::at(&e.path()))
-            .collect(),
-    };
-    let mut best: Option<(RunDir, String)> = None;
-    for d in dirs {
-        for id in d.runs() {
-            let wanted = match &select.run {
-                Some(r) => &id == r,
-                None => best.as_ref().is_none_or(|(_, b)| &id > b),
-            };
-            if wanted {
-                best = Some((d.clone(), id));
-            }
-        }
-    }
-    best.ok_or_else(|| {
-        let what = match &select.run {
-            Some(r) => format!("no run {r}"),
-            None => "no run".to_string(),
-        };
-        let _ = writeln!(err, "error: {what} under {}\n  = help: runs are kept where `apply` ran (--state-dir or $WSUSFIX_STATE_DIR)", state_dir.display());
+) -> Result<(RunDir, String, Inputs, Option<PathBuf>), i32> {
+    let (rd, run_id) = session::find_run(
+        state_dir,
+        select.inventory.as_deref(),
+        select.run.as_deref(),
+    )
+    .map_err(|m| {
+        let _ = writeln!(err, "error: {m}");
         exit::INVALID
-    })
-}
-
-fn load_run(
-    rd: &RunDir,
-    run_id: &str,
-    err: &mut dyn Write,
-) -> Result<(reader::Journal, RunState), i32> {
-    match reader::read(&rd.journal(run_id)) {
-        Ok(j) => {
-            let st = RunState::replay(&j.records);
-            Ok((j, st))
+    })?;
+    let info = session::header_of(&rd, &run_id);
+    let (inv, pb) = match (&select.inventory, &info) {
+        (Some(i), info) => (
+            i.clone(),
+            info.as_ref()
+                .and_then(|h| h.playbook.clone())
+                .map(PathBuf::from),
+        ),
+        (None, Some(h)) => (
+            PathBuf::from(&h.inventory),
+            h.playbook.clone().map(PathBuf::from),
+        ),
+        (None, None) => {
+            let _ = writeln!(
+                err,
+                "error: the journal of run {run_id} has no readable header, so its inventory is unknown\n  = help: name it: `wsusfix restore {run_id} -i INVENTORY`"
+            );
+            return Err(exit::INVALID);
         }
-        Err(e) => {
-            let _ = writeln!(err, "error: {e}");
-            Err(exit::INVALID)
-        }
-    }
-}
-
-/// Loads the inputs a run was made from and checks they have not changed.
-fn run_inputs(st: &RunState, err: &mut dyn Write) -> Result<Inputs, i32> {
-    let inv = PathBuf::from(&st.inventory);
-    let pb = st.playbook.as_ref().map(PathBuf::from);
+    };
     let inputs = inputs::load(err, &inv, pb.as_deref())?;
-    let fresh = plan::fingerprint(&inputs.inventory, &inputs.playbook);
-    if fresh != st.fingerprint {
-        let _ = writeln!(
-            err,
-            "error: run {} was made for fingerprint {}, and {} with its playbook now gives {}: the inputs changed since\n  = help: `wsusfix restore {}` still closes its open obligations; start a new run with `wsusfix apply`",
-            st.run_id,
-            &st.fingerprint[..12.min(st.fingerprint.len())],
-            st.inventory,
-            &fresh[..12],
-            st.run_id
-        );
-        return Err(exit::STALE);
-    }
-    Ok(inputs)
+    Ok((rd, run_id, inputs, pb))
 }
 
-/// Runs `resume` (`restore_only`: false) or `restore` (true).
-pub fn resume(
-    a: &ResumeArgs,
-    restore_only: bool,
-    _out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> i32 {
-    let cfg = match config(&a.run, err) {
+/// Runs `resume` (`restore_only`: false) or `restore` (true) of a journaled run.
+fn pick_up(select: &RunSelect, run: &RunOpts, restore_only: bool, err: &mut dyn Write) -> i32 {
+    let cfg = match config(run, err) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let state_dir = paths::state_dir(a.run.state_dir.as_deref());
-    let (rd, run_id) = match locate(&state_dir, &a.select, err) {
+    let state_dir = paths::state_dir(run.state_dir.as_deref());
+    let (rd, run_id, inputs, pb) = match picked_run(&state_dir, select, err) {
         Ok(x) => x,
         Err(code) => return code,
     };
-    let (j, st) = match load_run(&rd, &run_id, err) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
-    let inputs = match run_inputs(&st, err) {
-        Ok(i) => i,
-        // restore does not need matching inputs to undo mode switches; resume does.
-        Err(code) if restore_only && code == exit::STALE => {
-            let inv = PathBuf::from(&st.inventory);
-            match inputs::load(
-                err,
-                &inv,
-                st.playbook.as_ref().map(PathBuf::from).as_deref(),
-            ) {
-                Ok(i) => i,
-                Err(code) => return code,
-            }
-        }
-        Err(code) => return code,
-    };
-    let base = base_dir(Path::new(&st.inventory)).to_path_buf();
+    let base = base_dir(&inputs.inventory_path).to_path_buf();
     let resolver = Arc::new(Resolver::new(&base));
     if let Err(code) = check_credentials(Target::all(&inputs.inventory).values(), &resolver, err) {
         return code;
@@ -565,125 +382,74 @@ pub fn resume(
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    let mut sink = report::choose(a.run.format, &run_id);
-    let connector = Arc::new(WinrmConnector::new(resolver, &base));
-    let _lock = match take_lock(&rt, &rd, &run_id, &inputs, &connector, sink.as_mut(), err) {
-        Ok(l) => l,
-        Err(code) => return code,
+    let mut sink = report::choose(run.format, &run_id);
+    let session = Session {
+        run_dir: rd,
+        connector: Arc::new(WinrmConnector::new(resolver, &base)),
+        config: cfg,
     };
-    let writer = match JournalWriter::reopen(&rd.journal(&run_id), j.valid_len) {
-        Ok(w) => w,
-        Err(e) => {
-            let _ = writeln!(err, "error: cannot reopen the journal: {e}");
-            return exit::ERROR;
-        }
+    let run_inputs = RunInputs {
+        inventory: &inputs.inventory,
+        playbook: &inputs.playbook,
+        inventory_path: &inputs.inventory_path,
+        playbook_path: pb.as_deref(),
     };
-    let by = if restore_only { "restore" } else { "resume" };
-    if let Err(e) = writer.append_blocking(&Record::Resumed {
-        by: by.into(),
-        pid: std::process::id(),
-        at: now(),
-    }) {
-        let _ = writeln!(err, "error: cannot write the journal: {e}");
-        return exit::ERROR;
+    let start = if restore_only {
+        Start::Restore(run_id)
+    } else {
+        Start::Resume(run_id)
+    };
+    let outcome = rt.block_on(async {
+        let signals = crate::exec::signals::listen();
+        session.run(start, run_inputs, signals, sink.as_mut()).await
+    });
+    refused(&outcome, err)
+}
+
+/// Runs `resume`.
+pub fn resume(a: &ResumeArgs, _out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    pick_up(&a.select, &a.run, false, err)
+}
+
+/// Runs `restore`.
+pub fn restore(a: &RestoreArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    if a.from_facts {
+        return super::held::restore_from_facts(a, out, err);
     }
-    rt.block_on(async {
-        let job = Job {
-            command: by,
-            plan: &st.plan,
-            inventory: &inputs.inventory,
-            playbook: &inputs.playbook,
-            journal: writer,
-            resumed: Some(st.clone()),
-            connector,
-            interrupts: interrupts(),
-        };
-        if restore_only {
-            finish(run::restore(job, cfg, sink.as_mut()).await)
-        } else {
-            finish(run::execute(job, cfg, sink.as_mut()).await)
-        }
-    })
+    pick_up(&a.select, &a.run, true, err)
 }
 
 /// Runs `status`.
 pub fn status(a: &StatusArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    if a.from_facts {
+        return super::held::status_from_facts(a, out, err);
+    }
     let state_dir = paths::state_dir(a.state_dir.as_deref());
-    let (rd, run_id) = match locate(&state_dir, &a.select, err) {
+    let (rd, run_id) = match session::find_run(
+        &state_dir,
+        a.select.inventory.as_deref(),
+        a.select.run.as_deref(),
+    ) {
         Ok(x) => x,
-        Err(code) => return code,
-    };
-    let (j, st) = match load_run(&rd, &run_id, err) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
-    let lock = lock::read(&rd.lock()).ok().flatten();
-    let running = lock
-        .as_ref()
-        .is_some_and(|l| l.run_id == run_id && !l.is_stale());
-    let result = st.finished.clone().unwrap_or_else(|| {
-        if running {
-            "running".into()
-        } else {
-            "interrupted".into()
+        Err(m) => {
+            let _ = writeln!(err, "error: {m}");
+            return exit::INVALID;
         }
-    });
-    let code = if st.open_obligations().is_empty() {
-        exit::OK
-    } else {
-        exit::RESTORES_PENDING
     };
-    let recap = run::recap_of(&st, &Default::default(), &result, code, 0);
+    let st = match session::inspect(&rd, &run_id) {
+        Ok(s) => s,
+        Err(m) => {
+            let _ = writeln!(err, "error: {m}");
+            return exit::ERROR;
+        }
+    };
     match a.format {
         Format::Json => {
-            let v = serde_json::json!({
-                "run_id": run_id,
-                "inventory": st.inventory,
-                "started": st.started,
-                "state": result,
-                "torn_tail": j.torn_tail,
-                "servers": recap.rows,
-                "ledger": recap.ledger,
-                "held_autonomous": st.open_obligations().iter().filter(|o| o.id().starts_with("replica-hold:")).map(|o| o.server()).collect::<Vec<_>>(),
-            });
-            let _ = writeln!(out, "{v}");
+            let _ = writeln!(out, "{}", st.to_json());
         }
         Format::Text => {
-            let _ = writeln!(
-                out,
-                "run {run_id} of {} (started {}): {result}",
-                st.inventory, st.started
-            );
-            for (name, p) in &st.servers {
-                if p.result.is_none()
-                    && let Some((i, _)) = p
-                        .steps
-                        .iter()
-                        .rev()
-                        .find(|(_, s)| matches!(s, reader::StepState::Unknown))
-                {
-                    let _ = writeln!(
-                        out,
-                        "  {name}: step {} in progress when the run stopped (outcome unknown; resume re-checks it)",
-                        i + 1
-                    );
-                }
-            }
-            let held: Vec<&str> = st
-                .open_obligations()
-                .iter()
-                .filter(|o| o.id().starts_with("replica-hold:"))
-                .map(|o| o.server())
-                .collect();
-            if !held.is_empty() {
-                let _ = writeln!(
-                    out,
-                    "  HELD AUTONOMOUS by this run: {} (run `wsusfix restore {run_id}`)",
-                    held.join(", ")
-                );
-            }
-            let _ = writeln!(out, "\n{}", crate::report::recap::text(&recap, false));
+            let _ = write!(out, "{}", st.text());
         }
     }
-    code
+    st.exit_code()
 }

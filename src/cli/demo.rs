@@ -9,20 +9,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
-
 use crate::core::diagnose::{self, LogInput};
 use crate::core::hierarchy::Hierarchy;
 use crate::core::logs::kind::LogKind;
 use crate::core::plan::{self, PlanOptions};
 use crate::core::{inventory, playbook, render};
 use crate::exec::connect::WinrmConnector;
-use crate::exec::run::{self, Job, RunConfig};
+use crate::exec::run::RunConfig;
+use crate::exec::session::{self, RunInputs, Session, Start};
+use crate::exec::signals;
 use crate::exit;
-use crate::journal::paths::{self, RunDir};
-use crate::journal::reader::{self, RunState};
-use crate::journal::record::{JOURNAL_FORMAT_VERSION, Record, now};
-use crate::journal::writer::JournalWriter;
+use crate::journal::paths::RunDir;
 use crate::report::{self, Format};
 use crate::sim::fleet::{Fleet, FleetConfig};
 use crate::sim::scenario::Scenario;
@@ -215,43 +212,31 @@ pub fn run(a: &DemoArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     }
     let rd = RunDir::new(&dir.join("state"), &inv_path);
     let connector = Arc::new(WinrmConnector::new(resolver.clone(), &dir));
+    let session = Session {
+        run_dir: rd.clone(),
+        connector,
+        config: RunConfig::default(),
+    };
+    let run_inputs = RunInputs {
+        inventory: &inv,
+        playbook: &pb,
+        inventory_path: &inv_path,
+        playbook_path: None,
+    };
     let code = if a.crash {
         crash_and_resume(
-            &rt, &dir, &inv_path, &rd, &inv, &pb, connector, a.format, out, err,
+            &rt, &dir, &inv_path, &session, run_inputs, a.format, out, err,
         )
     } else {
-        let run_id = paths::new_run_id();
-        let header = Record::Header {
-            format_version: JOURNAL_FORMAT_VERSION,
-            run_id: run_id.clone(),
-            fingerprint: plan.fingerprint.clone(),
-            tool_version: plan::TOOL_VERSION.to_string(),
-            inventory: inv_path.display().to_string(),
-            playbook: None,
-            at: now(),
-            plan: Box::new(plan.clone()),
-        };
-        let journal = match JournalWriter::create(&rd.journal(&run_id), &header) {
-            Ok(j) => j,
-            Err(e) => {
-                let _ = writeln!(err, "error: cannot create the journal: {e}");
-                return exit::ERROR;
-            }
-        };
+        let run_id = crate::journal::paths::new_run_id();
         let mut sink = report::choose(a.format, &run_id);
-        let (_tx, rx) = watch::channel(0u32);
-        let job = Job {
-            command: "apply",
-            plan: &plan,
-            inventory: &inv,
-            playbook: &pb,
-            journal,
-            resumed: None,
-            connector,
-            interrupts: rx,
-        };
-        rt.block_on(run::execute(job, RunConfig::default(), sink.as_mut()))
-            .exit_code
+        rt.block_on(session.run(
+            Start::Fresh(Box::new(plan.clone()), run_id),
+            run_inputs,
+            signals::none(),
+            sink.as_mut(),
+        ))
+        .exit_code()
     };
 
     // 4. The proof.
@@ -329,10 +314,8 @@ fn crash_and_resume(
     rt: &tokio::runtime::Runtime,
     dir: &Path,
     inv_path: &Path,
-    rd: &RunDir,
-    inv: &inventory::Inventory,
-    pb: &playbook::Playbook,
-    connector: Arc<WinrmConnector>,
+    session: &Session<WinrmConnector>,
+    inputs: RunInputs<'_>,
     format: Format,
     out: &mut dyn Write,
     err: &mut dyn Write,
@@ -361,23 +344,14 @@ fn crash_and_resume(
             return exit::ERROR;
         }
     };
+    let rd = &session.run_dir;
     // Wait until the journal shows a replica held autonomous, then kill the apply.
     let mut held = Vec::new();
     for _ in 0..600 {
         std::thread::sleep(Duration::from_millis(20));
-        if let Some(id) = rd.latest()
-            && let Ok(j) = reader::read(&rd.journal(&id))
-        {
-            let st = RunState::replay(&j.records);
-            held = st
-                .open_obligations()
-                .iter()
-                .filter(|o| o.id().starts_with("replica-hold:"))
-                .map(|o| o.server().to_string())
-                .collect();
-            if !held.is_empty() {
-                break;
-            }
+        held = session::held_replicas(rd).into_keys().collect();
+        if !held.is_empty() {
+            break;
         }
         if let Ok(Some(_)) = child.try_wait() {
             break;
@@ -401,51 +375,29 @@ fn crash_and_resume(
         );
         return exit::ERROR;
     };
-    let j = match reader::read(&rd.journal(&run_id)) {
-        Ok(j) => j,
+    match session::inspect(rd, &run_id) {
+        Ok(st) => {
+            let _ = writeln!(out, "wsusfix status {run_id}:");
+            let _ = writeln!(out, "{}", st.text());
+        }
         Err(e) => {
             let _ = writeln!(err, "error: {e}");
             return exit::ERROR;
         }
-    };
-    let st = RunState::replay(&j.records);
-    let _ = writeln!(out, "wsusfix status {run_id}:");
-    let recap = run::recap_of(
-        &st,
-        &Default::default(),
-        "interrupted",
-        exit::RESTORES_PENDING,
-        0,
-    );
-    let _ = writeln!(out, "{}", crate::report::recap::text(&recap, false));
+    }
     let _ = writeln!(
         out,
         "wsusfix resume: restores what the crash left first, then finishes the run.\n"
     );
-    let writer = match JournalWriter::reopen(&rd.journal(&run_id), j.valid_len) {
-        Ok(w) => w,
-        Err(e) => {
-            let _ = writeln!(err, "error: {e}");
-            return exit::ERROR;
-        }
-    };
-    let _ = writer.append_blocking(&Record::Resumed {
-        by: "resume".into(),
-        pid: std::process::id(),
-        at: now(),
-    });
     let mut sink = report::choose(format, &run_id);
-    let (_tx, rx) = watch::channel(0u32);
-    let job = Job {
-        command: "resume",
-        plan: &st.plan,
-        inventory: inv,
-        playbook: pb,
-        journal: writer,
-        resumed: Some(st.clone()),
-        connector,
-        interrupts: rx,
-    };
-    rt.block_on(run::execute(job, RunConfig::default(), sink.as_mut()))
-        .exit_code
+    let outcome = rt.block_on(session.run(
+        Start::Resume(run_id),
+        inputs,
+        signals::none(),
+        sink.as_mut(),
+    ));
+    if let session::Outcome::Refused(r) = &outcome {
+        let _ = writeln!(err, "error: {}", r.message());
+    }
+    outcome.exit_code()
 }

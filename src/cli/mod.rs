@@ -13,6 +13,7 @@ pub mod demo;
 pub mod diagnose;
 pub mod discover;
 pub mod exec;
+pub mod held;
 pub mod inputs;
 pub mod plan;
 pub mod remote;
@@ -45,7 +46,7 @@ pub enum Command {
     /// Show where a run stands and its restore ledger.
     Status(apply::StatusArgs),
     /// Close every open obligation of a run (switch held replicas back), nothing else.
-    Restore(apply::ResumeArgs),
+    Restore(apply::RestoreArgs),
     /// Run a PowerShell snippet on inventory hosts and show each host's output and exit code.
     Exec(exec::ExecArgs),
     /// Prove the fix: detect now on every canary client and read its WindowsUpdate.log.
@@ -106,9 +107,9 @@ pub fn run(cli: Cli) -> i32 {
         Command::Plan(a) => plan::run(&a, &mut out, &mut err),
         Command::Demo(a) => demo::run(&a, &mut out, &mut err),
         Command::Apply(a) => apply::apply(&a, &mut out, &mut err),
-        Command::Resume(a) => apply::resume(&a, false, &mut out, &mut err),
+        Command::Resume(a) => apply::resume(&a, &mut out, &mut err),
         Command::Status(a) => apply::status(&a, &mut out, &mut err),
-        Command::Restore(a) => apply::resume(&a, true, &mut out, &mut err),
+        Command::Restore(a) => apply::restore(&a, &mut out, &mut err),
         Command::Exec(a) => exec::run(&a, &mut out, &mut err),
         Command::Verify(a) => verify::run(&a, &mut out, &mut err),
         Command::Discover(a) => discover::run(&a, &mut out, &mut err),

@@ -127,23 +127,6 @@ fn fixed_dll(pb: &crate::core::playbook::Playbook) -> String {
 }
 
 /// Reads the facts of `names` for `plan --facts`.
-/// Replicas that runs of this inventory still hold autonomous, with the run holding each.
-fn held_replicas(inputs: &Inputs, state_dir: Option<&std::path::Path>) -> BTreeMap<String, String> {
-    use crate::journal::{paths, reader};
-    let rd = paths::RunDir::new(&paths::state_dir(state_dir), &inputs.inventory_path);
-    let mut held = BTreeMap::new();
-    for run in rd.runs() {
-        if let Ok(j) = reader::read(&rd.journal(&run)) {
-            for ob in reader::RunState::replay(&j.records).open_obligations() {
-                if ob.id().starts_with("replica-hold:") {
-                    held.insert(ob.server().to_string(), run.clone());
-                }
-            }
-        }
-    }
-    held
-}
-
 fn gather_facts(
     inputs: &Inputs,
     names: &[String],
@@ -164,7 +147,10 @@ fn gather_facts(
         fixed_dll: fixed_dll(&inputs.playbook),
         parallel: FACTS_PARALLEL,
         retry: facts::read_retry(),
-        held: held_replicas(inputs, state_dir),
+        held: crate::exec::session::held_replicas(&crate::journal::paths::RunDir::new(
+            &crate::journal::paths::state_dir(state_dir),
+            &inputs.inventory_path,
+        )),
     };
     let connector = Arc::new(WinrmConnector::new(resolver, &base));
     let found = rt.block_on(facts::gather(&inputs.inventory, names, connector, &req));

@@ -77,6 +77,70 @@ pub struct PlannedStep {
     pub irreversible: bool,
 }
 
+/// The path a server takes: a WSUS version's, or one decided at run time from live facts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PlanPath {
+    /// The version's path.
+    Version(WsusVersion),
+    /// Decided from the facts gathered before the first step.
+    Runtime,
+}
+
+impl PlanPath {
+    /// The name in plans and journals: `3.0-rtm`, `3.0-sp1`, `3.0-sp2` or `runtime`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlanPath::Version(v) => v.as_str(),
+            PlanPath::Runtime => "runtime",
+        }
+    }
+
+    /// Parses the name.
+    pub fn parse(s: &str) -> Option<PlanPath> {
+        match s {
+            "runtime" => Some(PlanPath::Runtime),
+            other => WsusVersion::parse(other).map(PlanPath::Version),
+        }
+    }
+
+    /// The version, once known.
+    pub fn version(self) -> Option<WsusVersion> {
+        match self {
+            PlanPath::Version(v) => Some(v),
+            PlanPath::Runtime => None,
+        }
+    }
+}
+
+impl std::fmt::Display for PlanPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<WsusVersion> for PlanPath {
+    fn from(v: WsusVersion) -> PlanPath {
+        PlanPath::Version(v)
+    }
+}
+
+impl Serialize for PlanPath {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for PlanPath {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<PlanPath, D::Error> {
+        let s = String::deserialize(d)?;
+        PlanPath::parse(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown path `{s}` (expected 3.0-rtm, 3.0-sp1, 3.0-sp2 or runtime)"
+            ))
+        })
+    }
+}
+
 /// How a server's path was chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -130,7 +194,7 @@ pub struct PlannedServer {
     /// The server that must finish first (its upstream, when part of this plan).
     pub waits_for: Option<String>,
     /// The path: `3.0-sp1`, `3.0-rtm`, `3.0-sp2`, or `runtime` when decided from live facts.
-    pub path: String,
+    pub path: PlanPath,
     /// Where the path choice came from.
     pub path_source: PathSource,
     /// When set, the server is not touched, for this reason.
@@ -139,7 +203,7 @@ pub struct PlannedServer {
     pub steps: Vec<PlannedStep>,
     /// For `runtime` paths: the steps for each version it may turn out to be.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub alternatives: BTreeMap<String, Vec<PlannedStep>>,
+    pub alternatives: BTreeMap<WsusVersion, Vec<PlannedStep>>,
     /// Canary clients verified after the fix.
     pub clients: Vec<String>,
     /// Live facts, when gathered.
@@ -222,6 +286,22 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// A plan of no servers: what a journal whose header is lost is restored against (only
+    /// its obligations are known).
+    pub fn empty() -> Plan {
+        Plan {
+            format_version: PLAN_FORMAT_VERSION,
+            fingerprint: String::new(),
+            tool_version: TOOL_VERSION.to_string(),
+            playbook: String::new(),
+            limit: Vec::new(),
+            preconditions: Vec::new(),
+            waves: Vec::new(),
+            servers: Vec::new(),
+            summary: Summary::default(),
+        }
+    }
+
     /// A server of the plan by name.
     pub fn server(&self, name: &str) -> Option<&PlannedServer> {
         self.servers.iter().find(|s| s.name == name)
@@ -350,7 +430,7 @@ pub fn plan(
             summary.servers += 1;
             if ps.skip.is_some() {
                 summary.skipped += 1;
-            } else if ps.path == "runtime" {
+            } else if ps.path == PlanPath::Runtime {
                 summary.decided_at_runtime += 1;
             }
             let steps = &ps.steps;
@@ -401,7 +481,7 @@ fn plan_server(
         upstream: s.upstream.clone(),
         wave,
         waits_for,
-        path: "runtime".into(),
+        path: PlanPath::Runtime,
         path_source: PathSource::Runtime,
         skip: None,
         steps: Vec::new(),
@@ -418,9 +498,7 @@ fn plan_server(
     ps.path_source = source;
     if let Some(f) = &facts {
         if !f.contradictions.is_empty() {
-            ps.path = version
-                .map(|v| v.as_str().to_string())
-                .unwrap_or_else(|| "runtime".into());
+            ps.path = version.map_or(PlanPath::Runtime, PlanPath::Version);
             ps.skip = Some(format!(
                 "facts contradict the inventory: {}",
                 f.contradictions.join("; ")
@@ -428,16 +506,14 @@ fn plan_server(
             return ps;
         }
         if f.affected == Affected::NotAffected && pb.unaffected == Unaffected::Skip {
-            ps.path = version
-                .map(|v| v.as_str().to_string())
-                .unwrap_or_else(|| "runtime".into());
+            ps.path = version.map_or(PlanPath::Runtime, PlanPath::Version);
             ps.skip = Some("not affected (the playbook skips unaffected servers)".into());
             return ps;
         }
     }
     match version {
         Some(v) => {
-            ps.path = v.as_str().to_string();
+            ps.path = PlanPath::Version(v);
             match pb.path(v) {
                 None => {
                     ps.skip = Some(format!("the playbook has no path for WSUS {}", v.display()));
@@ -449,8 +525,7 @@ fn plan_server(
         None => {
             for (v, p) in &pb.paths {
                 if p.skip.is_none() {
-                    ps.alternatives
-                        .insert(v.as_str().to_string(), steps_for(s, *v, arch, pb));
+                    ps.alternatives.insert(*v, steps_for(s, *v, arch, pb));
                 }
             }
         }
@@ -663,11 +738,11 @@ servers:
         let (inv, h, pb) = setup();
         let p = plan(&inv, &h, &pb, &PlanOptions::default()).unwrap();
         let us = p.server("us").unwrap();
-        assert_eq!(us.path, "runtime");
+        assert_eq!(us.path, PlanPath::Runtime);
         assert!(us.steps.is_empty());
         assert_eq!(
             us.alternatives.keys().collect::<Vec<_>>(),
-            ["3.0-rtm", "3.0-sp1"]
+            [&WsusVersion::Rtm, &WsusVersion::Sp1]
         );
     }
 

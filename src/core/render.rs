@@ -4,8 +4,10 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::inventory::{Role, WsusVersion};
-use super::plan::{Affected, PathSource, Phase, Plan, PlannedServer, PlannedStep, StepKind};
+use super::inventory::Role;
+use super::plan::{
+    Affected, PathSource, Phase, Plan, PlanPath, PlannedServer, PlannedStep, StepKind,
+};
 
 /// The plan as JSON (docs/plan-format.md), pretty-printed with a final newline.
 pub fn json(plan: &Plan) -> String {
@@ -28,8 +30,8 @@ fn marker(step: &PlannedStep) -> char {
     }
 }
 
-fn version_name(path: &str) -> String {
-    match WsusVersion::parse(path) {
+fn version_name(path: PlanPath) -> String {
+    match path.version() {
         Some(v) => v.display().to_string(),
         None => path.to_string(),
     }
@@ -43,8 +45,8 @@ fn header(s: &PlannedServer) -> String {
     };
     let version = match s.path_source {
         PathSource::Runtime => "version decided at run time from gathered facts".to_string(),
-        PathSource::Inventory => format!("{} from inventory", version_name(&s.path)),
-        PathSource::Facts => format!("{} from live facts", version_name(&s.path)),
+        PathSource::Inventory => format!("{} from inventory", version_name(s.path)),
+        PathSource::Facts => format!("{} from live facts", version_name(s.path)),
     };
     let mut h = format!("{}  [{role}, {version}", s.name);
     if let Some(w) = &s.waits_for {
@@ -89,7 +91,7 @@ fn write_server(out: &mut String, s: &PlannedServer, prefix: &str) {
         write_steps(out, &format!("{prefix}   "), &s.steps);
     }
     for (v, steps) in &s.alternatives {
-        let _ = writeln!(out, "{prefix}      if {}:", version_name(v));
+        let _ = writeln!(out, "{prefix}      if {}:", v.display());
         write_steps(out, &format!("{prefix}      "), steps);
     }
     if s.clients.is_empty() && s.skip.is_none() {

@@ -11,8 +11,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::connect::{Connector, Target};
-use super::facts::retrying;
 use super::retry::RetryPolicy;
+use super::retry::retrying;
 use super::unit::describe_detection;
 use crate::core::logs::detection::{DetectionOutcome, summarize_detection};
 use crate::wsus::WsusOps;
@@ -94,6 +94,7 @@ pub async fn check<C: Connector>(
         out.attempts = attempt;
         let r = retrying!(
             req.retry,
+            crate::exec::facts::READ_SEED,
             format!("{name}/detect-now"),
             ops.detect_now(req.timeout)
         );

@@ -3,10 +3,11 @@
 
 use serde::Serialize;
 
-use crate::journal::record::{ServerResult, StepOutcome};
+use crate::core::plan::PlanPath;
+use crate::journal::record::{Closure, Reason, RunResult, ServerResult, Signal, StepOutcome};
 
-/// Version of the NDJSON event format.
-pub const EVENTS_SCHEMA_VERSION: u32 = 1;
+/// Version of the NDJSON event format (2: typed reasons, interrupted results, journal failures).
+pub const EVENTS_SCHEMA_VERSION: u32 = 2;
 
 /// Something that happened during a run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -35,7 +36,7 @@ pub enum Event {
         /// Server.
         server: String,
         /// The path it takes.
-        path: String,
+        path: PlanPath,
     },
     /// A step starts.
     StepStarted {
@@ -90,7 +91,7 @@ pub enum Event {
         /// Server.
         server: String,
         /// `restored` or `not-needed`.
-        how: String,
+        how: Closure,
     },
     /// Restoring failed; the obligation stays open.
     RestoreFailed {
@@ -120,8 +121,14 @@ pub enum Event {
         server: String,
         /// Result.
         result: ServerResult,
-        /// Why, for failed, blocked and skipped.
-        reason: Option<String>,
+        /// Why (everything but done), as stored in the journal.
+        reason: Option<Reason>,
+        /// The reason in words.
+        detail: Option<String>,
+        /// The actions that changed the server during this run, in step order.
+        changed_steps: Vec<String>,
+        /// The actions of its path that did not run (or did not end well).
+        not_run: Vec<String>,
         /// Steps that changed something.
         changed: u32,
         /// Steps that found nothing to do or checks that passed.
@@ -131,10 +138,19 @@ pub enum Event {
         /// Milliseconds.
         duration_ms: u64,
     },
-    /// Ctrl-C.
+    /// A signal (Ctrl-C, SIGTERM, SIGHUP).
     Interrupted {
         /// 1: stop scheduling, finish running steps, restore; 2: stop now.
         count: u32,
+        /// Which signal.
+        signal: Signal,
+    },
+    /// The journal could not take a record: no further change is made; restores still run.
+    JournalFailed {
+        /// The journal.
+        journal: String,
+        /// The write error.
+        error: String,
     },
     /// Something the operator should know.
     Warning {
@@ -143,8 +159,8 @@ pub enum Event {
     },
     /// The run ended (last event).
     RunFinished {
-        /// `done`, `partial`, `restores-pending`, `interrupted`.
-        result: String,
+        /// `done`, `partial`, `restores-pending`, `interrupted`, `restored`, `journal-failed`.
+        result: RunResult,
         /// The process exit code.
         exit_code: i32,
         /// Milliseconds.

@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::connect::{Connector, Target};
-use super::retry::RetryPolicy;
+use super::retry::{RetryPolicy, retrying};
 use super::unit::contradictions;
 use crate::core::assess::{self, Observed, UpdateView};
 use crate::core::inventory::Inventory;
@@ -49,26 +49,6 @@ pub struct FactsRequest {
     pub held: BTreeMap<String, String>,
 }
 
-/// Awaits an operation (an expression giving a future of `Result<_, OpError>`) again while it
-/// fails transiently and the policy has attempts left. A macro rather than a function: the
-/// operation borrows the host's `WsusOps` mutably for each try.
-macro_rules! retrying {
-    ($retry:expr, $label:expr, $op:expr) => {{
-        let mut delays = $retry.delays($crate::exec::facts::READ_SEED, &$label);
-        loop {
-            match $op.await {
-                Ok(v) => break Ok(v),
-                Err(e) if e.is_transient() => match delays.next() {
-                    Some(d) => tokio::time::sleep(d).await,
-                    None => break Err(e),
-                },
-                Err(e) => break Err(e),
-            }
-        }
-    }};
-}
-pub(crate) use retrying;
-
 /// Reads the facts of one host.
 pub async fn read_facts<C: Connector>(
     connector: &C,
@@ -79,6 +59,7 @@ pub async fn read_facts<C: Connector>(
     let mut ops = WsusOps::new(remote);
     let r: Result<Facts, OpError> = retrying!(
         req.retry,
+        READ_SEED,
         format!("{}/facts", target.name),
         ops.facts(&req.update, Some(req.since), &[] as &[&str])
     );
@@ -201,6 +182,63 @@ pub async fn gather<C: Connector>(
                 req,
             )
         });
+    }
+    out
+}
+
+/// What live facts say of a replica of the inventory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplicaMode {
+    /// In replica mode, as the inventory says.
+    Replica,
+    /// Autonomous: held by some run (or switched by hand) and not switched back.
+    Autonomous,
+    /// Its facts could not be read.
+    Unknown(String),
+}
+
+/// Reads the mode of every server the inventory calls a replica, at most `parallel` at once.
+pub async fn replica_modes<C: Connector>(
+    inv: &Inventory,
+    connector: Arc<C>,
+    update: &str,
+    parallel: usize,
+    retry: RetryPolicy,
+) -> BTreeMap<String, ReplicaMode> {
+    let targets = Target::all(inv);
+    let permits = Arc::new(Semaphore::new(parallel.max(1)));
+    let req = FactsRequest {
+        update: update.to_string(),
+        since: Utc::now(),
+        fixed_dll: String::new(),
+        parallel,
+        retry,
+        held: BTreeMap::new(),
+    };
+    let mut tasks = JoinSet::new();
+    for s in inv.servers() {
+        if s.role != crate::core::inventory::Role::Replica {
+            continue;
+        }
+        let Some(target) = targets.get(&s.name).cloned() else {
+            continue;
+        };
+        let (connector, permits, req) = (connector.clone(), permits.clone(), req.clone());
+        tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            let mode = match read_facts(connector.as_ref(), &target, &req).await {
+                Ok(f) if f.replica => ReplicaMode::Replica,
+                Ok(_) => ReplicaMode::Autonomous,
+                Err(e) => ReplicaMode::Unknown(e),
+            };
+            (target.name, mode)
+        });
+    }
+    let mut out = BTreeMap::new();
+    while let Some(joined) = tasks.join_next().await {
+        if let Ok((name, mode)) = joined {
+            out.insert(name, mode);
+        }
     }
     out
 }

@@ -14,7 +14,7 @@ use std::collections::{BinaryHeap, HashMap};
 use super::run::Order;
 use crate::core::plan::{Plan, PlannedServer, StepKind};
 use crate::core::playbook::Action;
-use crate::journal::record::ServerResult;
+use crate::journal::record::{Reason, ServerResult};
 
 /// The scheduling state of a plan's servers.
 #[derive(Debug)]
@@ -36,8 +36,8 @@ pub struct Readiness<'a> {
 pub struct Blocked<'a> {
     /// The blocked server.
     pub server: &'a str,
-    /// Why, in words.
-    pub reason: String,
+    /// Why.
+    pub reason: Reason,
 }
 
 /// A rough cost of a step, in units of an ordinary remote operation: what a plan can tell about
@@ -83,15 +83,11 @@ fn heights(plan: &Plan) -> HashMap<&str, (usize, usize)> {
     rank
 }
 
-fn block_reason(upstream: &str, result: ServerResult) -> String {
-    format!(
-        "its upstream {upstream} {}",
-        match result {
-            ServerResult::Blocked => "is blocked",
-            ServerResult::Skipped => "was not touched",
-            _ => "failed",
-        }
-    )
+fn block_reason(upstream: &str, result: ServerResult) -> Reason {
+    Reason::Blocked {
+        upstream: upstream.to_string(),
+        upstream_result: result,
+    }
 }
 
 impl<'a> Readiness<'a> {
@@ -297,11 +293,11 @@ servers:
             vec![
                 Blocked {
                     server: "eu-a",
-                    reason: "its upstream eu failed".into()
+                    reason: block_reason("eu", ServerResult::Failed)
                 },
                 Blocked {
                     server: "eu-a-1",
-                    reason: "its upstream eu-a is blocked".into()
+                    reason: block_reason("eu-a", ServerResult::Blocked)
                 },
             ]
         );
@@ -318,7 +314,10 @@ servers:
         ]);
         let (mut r, blocked) = Readiness::new(&p, Order::TopDown, &done);
         assert_eq!(blocked.len(), 2);
-        assert_eq!(blocked[0].reason, "its upstream eu was not touched");
+        assert_eq!(
+            blocked[0].reason.describe(),
+            "its upstream eu was not touched"
+        );
         let rest: Vec<&str> = std::iter::from_fn(|| r.take_ready()).collect();
         assert_eq!(rest, ["ap", "us"]);
     }

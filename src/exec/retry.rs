@@ -1,8 +1,83 @@
-//! Retry delays as a plain iterator: exponential back-off with jitter, testable without async.
+//! Retries: the one policy (exponential back-off with jitter, as a plain iterator testable
+//! without async) and the one definition of a transient failure ([`Transient`]), used wherever
+//! a remote call is tried again: a server's steps and facts, restores, and the read-only walks.
 
+use std::future::Future;
 use std::time::Duration;
 
 use crate::util::prng::Prng;
+use crate::wsus::{ErrorKind, OpError};
+
+/// A failure that may go away when the same call is made again later.
+pub trait Transient {
+    /// True when trying again later may succeed.
+    fn is_transient_failure(&self) -> bool;
+}
+
+/// The one definition for operations: the transport failed in a way that may pass (a refused
+/// connection, a stalled request, an HTTP 5xx), or WSUS's configuration was still busy after the
+/// script's own wait. Bad credentials, a replica refusing a change, a missing package are not.
+impl Transient for OpError {
+    fn is_transient_failure(&self) -> bool {
+        self.is_transient() || self.kind() == Some(ErrorKind::ConfigBusy)
+    }
+}
+
+/// Runs `attempt(n)` (n from 1) until it succeeds, fails for good, or the policy's attempts
+/// run out; `stop()` true ends the retries early; `on_retry(n, delay, &error)` is told of each
+/// retry before its delay.
+pub async fn retried<T, E, F, Fut>(
+    policy: &RetryPolicy,
+    seed: u64,
+    label: &str,
+    stop: impl Fn() -> bool,
+    mut on_retry: impl FnMut(u32, Duration, &E),
+    mut attempt: F,
+) -> Result<T, E>
+where
+    E: Transient,
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let mut delays = policy.delays(seed, label);
+    let mut n = 1;
+    loop {
+        match attempt(n).await {
+            Ok(v) => return Ok(v),
+            Err(e) if e.is_transient_failure() && !stop() => match delays.next() {
+                Some(d) => {
+                    on_retry(n, d, &e);
+                    tokio::time::sleep(d).await;
+                    n += 1;
+                }
+                None => return Err(e),
+            },
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Awaits an operation (an expression giving a future of `Result<_, OpError>`) again while it
+/// fails transiently ([`Transient`]) and the policy has attempts left. A macro rather than
+/// [`retried`]: the operation borrows the host's `WsusOps` mutably for each try.
+macro_rules! retrying {
+    ($retry:expr, $seed:expr, $label:expr, $op:expr) => {{
+        let mut delays = $retry.delays($seed, &$label);
+        loop {
+            match $op.await {
+                Ok(v) => break Ok(v),
+                Err(e) if $crate::exec::retry::Transient::is_transient_failure(&e) => {
+                    match delays.next() {
+                        Some(d) => tokio::time::sleep(d).await,
+                        None => break Err(e),
+                    }
+                }
+                Err(e) => break Err(e),
+            }
+        }
+    }};
+}
+pub(crate) use retrying;
 
 /// How transient failures are retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,5 +169,78 @@ mod tests {
         );
         let none = RetryPolicy { attempts: 1, ..p };
         assert_eq!(none.delays(1, "h").count(), 0);
+    }
+
+    #[derive(Debug)]
+    struct Flaky(bool);
+    impl Transient for Flaky {
+        fn is_transient_failure(&self) -> bool {
+            self.0
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn transient_failures_are_retried_and_permanent_ones_are_not() {
+        let p = RetryPolicy {
+            attempts: 4,
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        };
+        let mut retries = Vec::new();
+        let r: Result<u32, Flaky> = retried(
+            &p,
+            1,
+            "h",
+            || false,
+            |n, _, _| retries.push(n),
+            |n| async move { if n < 3 { Err(Flaky(true)) } else { Ok(n) } },
+        )
+        .await;
+        assert_eq!(r.unwrap(), 3);
+        assert_eq!(retries, [1, 2]);
+        let mut calls = 0;
+        let r: Result<u32, Flaky> = retried(
+            &p,
+            1,
+            "h",
+            || false,
+            |_, _, _| {},
+            |_| {
+                calls += 1;
+                async { Err(Flaky(false)) }
+            },
+        )
+        .await;
+        assert!(r.is_err());
+        assert_eq!(calls, 1, "a permanent failure is not retried");
+        let mut calls = 0;
+        let r: Result<u32, Flaky> = retried(
+            &p,
+            1,
+            "h",
+            || true,
+            |_, _, _| {},
+            |_| {
+                calls += 1;
+                async { Err(Flaky(true)) }
+            },
+        )
+        .await;
+        assert!(r.is_err());
+        assert_eq!(calls, 1, "a stop ends the retries");
+        let mut calls = 0;
+        let _: Result<u32, Flaky> = retried(
+            &p,
+            1,
+            "h",
+            || false,
+            |_, _, _| {},
+            |_| {
+                calls += 1;
+                async { Err(Flaky(true)) }
+            },
+        )
+        .await;
+        assert_eq!(calls, 4, "the policy's attempts, no more");
     }
 }

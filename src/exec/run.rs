@@ -1,9 +1,10 @@
-//! The dispatcher: one loop owns the run. A server starts as soon as its own upstream has
-//! finished successfully (no barrier between waves), siblings run in parallel up to `parallel`,
-//! a failed server blocks only its own subtree, and restores run whatever happens. The journal is
-//! the source of truth: the recap and the restore ledger are replayed from it.
+//! The dispatcher: one loop owns the run. It first closes what the decisions say to restore
+//! first, then starts a server as soon as its own upstream has finished well (no barrier between
+//! waves), siblings in parallel up to `parallel`; a failed server blocks only its own subtree,
+//! and restores run whatever happens. It is the only writer of output; turns send it events.
+//! What the run as a whole means (its result, its exit code) is [`super::session`]'s.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,17 +14,15 @@ use tokio::task::JoinSet;
 use super::connect::{Connector, Pool, Target};
 use super::events::{EVENTS_SCHEMA_VERSION, Event};
 use super::ready::Readiness;
+use super::recorder::Recorder;
 use super::retry::RetryPolicy;
 use super::unit::{self, Shared, Stop, UnitOutcome, UnitSpec};
 use crate::core::inventory::{Inventory, Role};
 use crate::core::plan::{Plan, PlannedServer};
 use crate::core::playbook::{Action, Playbook};
-use crate::exit;
-use crate::journal::reader::{self, RunState};
-use crate::journal::record::{Obligation, Record, ServerResult, now};
-use crate::journal::writer::JournalWriter;
+use crate::core::resume::{ResumePlan, Turn};
+use crate::journal::record::{Obligation, Reason, Record, ServerEnd, ServerResult, Signal, now};
 use crate::report::Sink;
-use crate::report::recap::{LedgerRow, Recap, RecapRow};
 use crate::winrm::TransportStats;
 
 /// The order servers are taken in.
@@ -70,18 +69,16 @@ impl Default for RunConfig {
     }
 }
 
-/// What a run (or a resume, or a restore) produced.
-#[derive(Debug)]
-pub struct RunReport {
-    /// The recap, replayed from the journal.
-    pub recap: Recap,
-    /// The exit code.
-    pub exit_code: i32,
-    /// Traffic per host.
-    pub stats: Vec<(String, TransportStats)>,
+/// Signals received so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Signals {
+    /// How many.
+    pub count: u32,
+    /// The last one.
+    pub last: Signal,
 }
 
-/// The whole job.
+/// The whole job of the dispatcher.
 pub struct Job<'a, C: Connector> {
     /// `apply`, `resume` or `restore`.
     pub command: &'a str,
@@ -91,14 +88,29 @@ pub struct Job<'a, C: Connector> {
     pub inventory: &'a Inventory,
     /// The playbook.
     pub playbook: &'a Playbook,
-    /// The journal, open for appending.
-    pub journal: JournalWriter,
-    /// The state replayed from the journal when resuming.
-    pub resumed: Option<RunState>,
+    /// What to do with each server.
+    pub decisions: &'a ResumePlan,
+    /// The journal, the replayed progress and the events.
+    pub recorder: Arc<Recorder>,
     /// Connections.
     pub connector: Arc<C>,
-    /// Ctrl-C presses so far.
-    pub interrupts: watch::Receiver<u32>,
+    /// Signals so far.
+    pub signals: watch::Receiver<Signals>,
+}
+
+/// What the dispatcher did.
+#[derive(Debug)]
+pub struct Executed {
+    /// Signals received.
+    pub signals: Signals,
+    /// A second signal stopped the run at once.
+    pub stopped_now: bool,
+    /// Each server's turn, in milliseconds.
+    pub durations: HashMap<String, u64>,
+    /// Traffic per host.
+    pub stats: Vec<(String, TransportStats)>,
+    /// Servers whose obligations could not be restored first (they did not run).
+    pub restore_first_failed: BTreeSet<String>,
 }
 
 /// The UpdateID the facts report on: the first one the playbook's steps name, else the Office 2003 SP1
@@ -119,7 +131,6 @@ pub fn update_of(pb: &Playbook) -> String {
 fn shared<C: Connector>(
     job: &Job<'_, C>,
     cfg: &RunConfig,
-    events: mpsc::UnboundedSender<Event>,
     stop: watch::Receiver<Stop>,
 ) -> Arc<Shared<C>> {
     let mut holds = BTreeMap::new();
@@ -134,8 +145,7 @@ fn shared<C: Connector>(
     }
     Arc::new(Shared {
         pool: Pool::new(job.connector.clone(), Target::all(job.inventory)),
-        journal: job.journal.clone(),
-        events,
+        recorder: job.recorder.clone(),
         stop,
         holds,
         retry: cfg.retry,
@@ -144,70 +154,58 @@ fn shared<C: Connector>(
     })
 }
 
-fn replay(journal: &JournalWriter) -> Result<RunState, String> {
-    let j = reader::read(journal.path()).map_err(|e| e.to_string())?;
-    Ok(RunState::replay(&j.records))
-}
-
 /// Restores a list of obligations (each on its server), journaling each outcome. Returns the
-/// IDs still open.
-pub async fn drain<C: Connector>(sh: &Shared<C>, obligations: &[Obligation]) -> Vec<String> {
-    let mut still_open = Vec::new();
+/// servers whose obligations are still open.
+pub async fn drain<C: Connector>(sh: &Shared<C>, obligations: &[Obligation]) -> BTreeSet<String> {
+    let mut still_open = BTreeSet::new();
     for ob in obligations {
         let restored = match sh.pool.get(ob.server()) {
             Ok(ops) => unit::restore_one(sh, &ops, ob).await,
             Err(e) => Err(e),
         };
-        let closed = match restored {
-            Ok(how) => sh
-                .journal
-                .append(&Record::ObligationClosed {
-                    id: ob.id(),
-                    how: how.clone(),
-                    at: now(),
-                })
-                .await
-                .map(|()| how)
-                .map_err(|e| format!("cannot journal the restore: {e}")),
-            Err(e) => Err(e),
-        };
-        match closed {
+        match restored {
             Ok(how) => {
-                let _ = sh.events.send(Event::ObligationClosed {
-                    id: ob.id(),
-                    server: ob.server().into(),
-                    how,
-                });
+                let closed = sh
+                    .recorder
+                    .record(
+                        Record::ObligationClosed {
+                            id: ob.id(),
+                            how,
+                            at: now(),
+                        },
+                        Some(Event::ObligationClosed {
+                            id: ob.id(),
+                            server: ob.server().into(),
+                            how,
+                        }),
+                    )
+                    .await;
+                if closed.is_err() {
+                    sh.recorder.restored_unjournaled(&ob.id());
+                }
             }
             Err(error) => {
-                still_open.push(ob.id());
+                still_open.insert(ob.server().to_string());
+                // A failed record changes nothing: the obligation stays open either way.
                 let _ = sh
-                    .journal
-                    .append(&Record::RestoreFailed {
-                        id: ob.id(),
-                        error: error.clone(),
-                        at: now(),
-                    })
+                    .recorder
+                    .record(
+                        Record::RestoreFailed {
+                            id: ob.id(),
+                            error: error.clone(),
+                            at: now(),
+                        },
+                        Some(Event::RestoreFailed {
+                            id: ob.id(),
+                            server: ob.server().into(),
+                            error,
+                        }),
+                    )
                     .await;
-                let _ = sh.events.send(Event::RestoreFailed {
-                    id: ob.id(),
-                    server: ob.server().into(),
-                    error,
-                });
             }
         }
     }
     still_open
-}
-
-fn run_started<C: Connector>(job: &Job<'_, C>) -> Event {
-    Event::RunStarted {
-        schema_version: EVENTS_SCHEMA_VERSION,
-        command: job.command.to_string(),
-        servers: job.plan.servers.len(),
-        fingerprint: job.plan.fingerprint.clone(),
-        journal: job.journal.path().display().to_string(),
-    }
 }
 
 /// Ends every session of the run (deletes its shells).
@@ -224,412 +222,277 @@ fn forward(rx: &mut mpsc::UnboundedReceiver<Event>, sink: &mut dyn Sink) {
     }
 }
 
-/// Builds the recap and ledger from the journal.
-pub fn recap_of(
-    state: &RunState,
-    durations: &HashMap<String, u64>,
-    result: &str,
-    exit_code: i32,
-    duration_ms: u64,
-) -> Recap {
-    let rows = state
-        .plan
-        .servers
-        .iter()
-        .map(|s| {
-            let p = state.servers.get(&s.name);
-            let (result, reason) = match p.and_then(|p| p.result.clone()) {
-                Some((r, why)) => (Some(r), why),
-                None => (None, None),
-            };
-            let count = |want: &[crate::journal::record::StepOutcome]| {
-                p.map(|p| {
-                    p.steps
-                        .values()
-                        .filter(|st| matches!(st, reader::StepState::Ended(o) if want.contains(o)))
-                        .count() as u32
-                })
-                .unwrap_or(0)
-            };
-            use crate::journal::record::StepOutcome as O;
-            RecapRow {
-                server: s.name.clone(),
-                path: p
-                    .and_then(|p| p.path.clone())
-                    .unwrap_or_else(|| s.path.clone()),
-                result,
-                changed: count(&[O::Changed]),
-                ok: count(&[O::Ok]),
-                failed: count(&[O::Failed]),
-                duration_ms: durations.get(&s.name).copied(),
-                started: p.is_some_and(|p| !p.steps.is_empty()),
-                reason: match (&result, p) {
-                    (None, Some(p)) if !p.steps.is_empty() => Some(format!(
-                        "stopped during step {} (its outcome is unknown; resume re-checks it)",
-                        p.steps.keys().max().map(|i| i + 1).unwrap_or(1)
-                    )),
-                    _ => reason,
-                },
-            }
-        })
-        .collect();
-    let ledger = state
-        .ledger
-        .iter()
-        .map(|(id, l)| LedgerRow {
-            id: id.clone(),
-            kind: match l.obligation {
-                Obligation::ReplicaHold { .. } => "replica hold".into(),
-                Obligation::LocaleSwitch { .. } => "locale switch".into(),
-            },
-            server: l.obligation.server().to_string(),
-            state: match (l.state.as_str(), &l.last_error) {
-                ("open", Some(_)) => "restore-failed".into(),
-                ("open", None) => "restore-pending".into(),
-                (other, _) => other.to_string(),
-            },
-            error: if l.state == "open" {
-                l.last_error.clone()
-            } else {
-                None
-            },
-        })
-        .collect();
-    Recap {
-        rows,
-        ledger,
-        result: result.to_string(),
-        exit_code,
+/// Journals and reports how a server ended (its turn, a block, a failed restore-first).
+async fn finish_server(recorder: &Recorder, server: &str, o: &UnitOutcome, duration_ms: u64) {
+    let event = Event::ServerFinished {
+        server: server.to_string(),
+        result: o.end.result,
+        reason: o.end.reason.clone(),
+        detail: o.end.reason.as_ref().map(Reason::describe),
+        changed_steps: o.changed_steps.clone(),
+        not_run: o.not_run.clone(),
+        changed: o.changed,
+        ok: o.ok,
+        failed: o.failed,
         duration_ms,
+    };
+    let rec = Record::ServerFinished {
+        server: server.to_string(),
+        result: o.end.result,
+        reason: o.end.reason.clone(),
+        path: Some(o.path),
+        at: now(),
+    };
+    if recorder.record(rec, Some(event.clone())).await.is_err() {
+        // The journal failed: the operator still sees how the server ended.
+        recorder.emit(event);
     }
 }
 
-/// Runs (or resumes) a plan.
+fn untouched(s: &PlannedServer, result: ServerResult, reason: Reason) -> UnitOutcome {
+    UnitOutcome {
+        end: ServerEnd {
+            result,
+            reason: Some(reason),
+        },
+        path: s.path,
+        changed: 0,
+        ok: 0,
+        failed: 0,
+        changed_steps: Vec::new(),
+        not_run: Vec::new(),
+    }
+}
+
+/// Runs the decisions of a plan: restores first, then the turns.
 pub async fn execute<C: Connector>(
     mut job: Job<'_, C>,
     cfg: RunConfig,
+    events: mpsc::UnboundedReceiver<Event>,
     sink: &mut dyn Sink,
-) -> RunReport {
-    let t0 = Instant::now();
-    let (tx, mut rx) = mpsc::unbounded_channel();
+) -> Executed {
+    let mut rx = events;
     let (stop_tx, stop_rx) = watch::channel(Stop::No);
-    let sh = shared(&job, &cfg, tx.clone(), stop_rx);
-    sink.event(&run_started(&job));
+    let sh = shared(&job, &cfg, stop_rx);
+    let recorder = job.recorder.clone();
+    let mut journal_failed = recorder.watch_failure();
+    sink.event(&Event::RunStarted {
+        schema_version: EVENTS_SCHEMA_VERSION,
+        command: job.command.to_string(),
+        servers: job.plan.servers.len(),
+        fingerprint: job.plan.fingerprint.clone(),
+        journal: recorder.path().display().to_string(),
+    });
+    let mut signals = *job.signals.borrow();
 
-    // Resuming: first restore what the interrupted run left in a temporary state, except the
-    // holds of servers whose steps did not all end: their turn continues inside the hold and
-    // restores it (so no replica is switched twice).
-    let mut adopted: HashMap<String, Vec<Obligation>> = HashMap::new();
-    let mut done: HashMap<String, UnitOutcome> = HashMap::new();
-    if let Some(st) = &job.resumed {
-        let mut first = Vec::new();
-        for ob in st.open_obligations() {
-            let server = ob.server();
-            let finished = st
-                .servers
-                .get(server)
-                .and_then(|p| p.result.clone())
-                .is_some();
-            let main_done = main_steps_done(job.plan, st, server);
-            if finished || main_done {
-                first.push(ob.clone());
-            } else {
-                adopted
-                    .entry(server.to_string())
-                    .or_default()
-                    .push(ob.clone());
-            }
-        }
-        if !first.is_empty() {
-            sink.event(&Event::RestoringFromJournal {
-                obligations: first.len(),
-            });
-            let _left = drain(&sh, &first).await;
-            forward(&mut rx, sink);
-        }
-        for (name, p) in &st.servers {
-            if let Some((ServerResult::Done, _)) = &p.result {
-                done.insert(
-                    name.clone(),
-                    UnitOutcome {
-                        result: ServerResult::Done,
-                        reason: None,
-                        unblocks: true,
-                        path: p.path.clone().unwrap_or_default(),
-                        changed: 0,
-                        ok: 0,
-                        failed: 0,
-                    },
-                );
-            }
-        }
+    // What earlier attempts left in a temporary state, except the holds of servers whose turn
+    // continues inside them (core::resume decides which).
+    let first = job.decisions.restore_first();
+    let mut restore_first_failed = BTreeSet::new();
+    if !first.is_empty() && signals.count < 2 {
+        sink.event(&Event::RestoringFromJournal {
+            obligations: first.len(),
+        });
+        restore_first_failed = drain(&sh, &first).await;
+        forward(&mut rx, sink);
     }
 
     let plan = job.plan;
     let by_name: HashMap<&str, &PlannedServer> =
         plan.servers.iter().map(|s| (s.name.as_str(), s)).collect();
-    let runtime_skip: BTreeMap<String, String> = job
+    let runtime_skip: BTreeMap<_, String> = job
         .playbook
         .paths
         .iter()
-        .filter_map(|(v, p)| p.skip.clone().map(|r| (v.as_str().to_string(), r)))
+        .filter_map(|(v, p)| p.skip.clone().map(|r| (*v, r)))
         .collect();
-    let already: HashMap<String, (ServerResult, bool)> = done
-        .iter()
-        .map(|(k, o)| (k.clone(), (o.result, o.unblocks)))
-        .collect();
-    let (mut readiness, mut blocked) = Readiness::new(plan, cfg.order, &already);
-    let mut finished: HashMap<String, UnitOutcome> = done;
-    let mut durations: HashMap<String, u64> = HashMap::new();
-    let mut running: JoinSet<(String, UnitOutcome, u64)> = JoinSet::new();
-    let mut in_flight = 0usize;
-    let mut failures = 0usize;
-    let mut stopping = false;
-    let mut interrupted = 0u32;
-    loop {
-        // Servers whose upstream did not unblock them, with their subtrees.
-        for b in blocked.drain(..) {
-            let s = by_name[b.server];
-            let _ = job
-                .journal
-                .append(&Record::ServerFinished {
-                    server: b.server.to_string(),
-                    result: ServerResult::Blocked,
-                    reason: Some(b.reason.clone()),
-                    path: Some(s.path.clone()),
-                    at: now(),
+    let mut already: HashMap<String, (ServerResult, bool)> = HashMap::new();
+    let mut starts: HashMap<&str, (usize, Vec<Obligation>)> = HashMap::new();
+    let mut leave_alone = false;
+    for d in &job.decisions.servers {
+        match &d.turn {
+            Turn::Done => {
+                already.insert(d.server.clone(), (ServerResult::Done, true));
+            }
+            Turn::Run { from, adopt } => {
+                starts.insert(d.server.as_str(), (*from, adopt.clone()));
+            }
+            Turn::LeaveAlone => leave_alone = true,
+        }
+    }
+    // A server whose earlier obligations could not be restored does not run: it failed.
+    let mut pre_failed = Vec::new();
+    for name in &restore_first_failed {
+        if let Some(s) = by_name.get(name.as_str())
+            && starts.remove(name.as_str()).is_some()
+        {
+            already.insert(name.clone(), (ServerResult::Failed, false));
+            pre_failed.push(*s);
+        }
+    }
+    for s in pre_failed {
+        let open = recorder.with_progress(|p| {
+            p.open_obligations()
+                .into_iter()
+                .find(|o| o.server() == s.name)
+                .map(|o| {
+                    (
+                        o.id(),
+                        p.ledger
+                            .iter()
+                            .find(|(i, _)| *i == o.id())
+                            .and_then(|(_, l)| l.last_error.clone()),
+                    )
                 })
-                .await;
-            sink.event(&Event::ServerFinished {
-                server: b.server.to_string(),
-                result: ServerResult::Blocked,
-                reason: Some(b.reason.clone()),
-                changed: 0,
-                ok: 0,
-                failed: 0,
-                duration_ms: 0,
-            });
-            finished.insert(
-                b.server.to_string(),
-                UnitOutcome {
-                    result: ServerResult::Blocked,
-                    reason: Some(b.reason),
-                    unblocks: false,
-                    path: s.path.clone(),
-                    changed: 0,
-                    ok: 0,
-                    failed: 0,
-                },
-            );
+        });
+        let (obligation, error) = open.unwrap_or_default();
+        let o = untouched(
+            s,
+            ServerResult::Failed,
+            Reason::RestoreFailed {
+                obligation,
+                error: error.unwrap_or_else(|| {
+                    "the earlier attempt's temporary change could not be undone".into()
+                }),
+                after: None,
+            },
+        );
+        finish_server(&recorder, &s.name, &o, 0).await;
+        forward(&mut rx, sink);
+    }
+
+    let mut durations: HashMap<String, u64> = HashMap::new();
+    let mut stopped_now = false;
+    if !leave_alone {
+        let (mut readiness, mut blocked) = Readiness::new(plan, cfg.order, &already);
+        let mut running: JoinSet<(String, UnitOutcome, u64)> = JoinSet::new();
+        let mut in_flight = 0usize;
+        let mut failures = 0usize;
+        let mut stopping = signals.count > 0 || recorder.failure().is_some();
+        if stopping {
+            let _ = stop_tx.send(Stop::Graceful);
         }
-        // Start what is ready.
-        while !stopping && in_flight < cfg.parallel.max(1) {
-            let Some(name) = readiness.take_ready() else {
-                break;
-            };
-            let s = by_name[name];
-            let Some(server) = job.inventory.get(name).cloned() else {
-                continue;
-            };
-            let upstream = server
-                .upstream
-                .as_ref()
-                .and_then(|u| job.inventory.get(u))
-                .map(|u| (u.name.clone(), u.address.clone()));
-            let spec = UnitSpec {
-                planned: s.clone(),
-                server,
-                upstream,
-                adopted: adopted.remove(name).unwrap_or_default(),
-                progress: job
-                    .resumed
-                    .as_ref()
-                    .and_then(|st| st.servers.get(name).cloned()),
-                runtime_skip: runtime_skip.clone(),
-            };
-            let sh = sh.clone();
-            let n = name.to_string();
-            running.spawn(async move {
-                let t = Instant::now();
-                let o = unit::run(&sh, spec).await;
-                (n, o, t.elapsed().as_millis() as u64)
-            });
-            in_flight += 1;
-        }
-        if in_flight == 0 && (!readiness.has_ready() || stopping) {
-            break;
-        }
-        tokio::select! {
-            Some(e) = rx.recv() => sink.event(&e),
-            Some(joined) = running.join_next(), if in_flight > 0 => {
-                in_flight -= 1;
+        loop {
+            // Servers whose upstream did not unblock them, with their subtrees.
+            for b in blocked.drain(..) {
+                let s = by_name[b.server];
+                let o = untouched(s, ServerResult::Blocked, b.reason);
+                finish_server(&recorder, b.server, &o, 0).await;
                 forward(&mut rx, sink);
-                let Ok((name, o, ms)) = joined else { continue };
-                let _ = job.journal.append(&Record::ServerFinished { server: name.clone(), result: o.result, reason: o.reason.clone(), path: Some(o.path.clone()), at: now() }).await;
-                sink.event(&Event::ServerFinished { server: name.clone(), result: o.result, reason: o.reason.clone(), changed: o.changed, ok: o.ok, failed: o.failed, duration_ms: ms });
-                durations.insert(name.clone(), ms);
-                if let Some(s) = by_name.get(name.as_str()) {
-                    blocked.extend(readiness.finished(&s.name, o.result, o.unblocks));
-                }
-                if o.result == ServerResult::Failed {
-                    failures += 1;
-                    if cfg.fail_fast || cfg.max_failures.is_some_and(|m| failures >= m) {
-                        if !stopping {
-                            sink.event(&Event::Warning { message: format!("{failures} failure{}: no new servers are started (restores still run)", if failures == 1 { "" } else { "s" }) });
+            }
+            // Start what is ready.
+            while !stopping && in_flight < cfg.parallel.max(1) {
+                let Some(name) = readiness.take_ready() else {
+                    break;
+                };
+                let s = by_name[name];
+                let Some(server) = job.inventory.get(name).cloned() else {
+                    continue;
+                };
+                let Some((from, adopted)) = starts.remove(name) else {
+                    continue;
+                };
+                let upstream = server
+                    .upstream
+                    .as_ref()
+                    .and_then(|u| job.inventory.get(u))
+                    .map(|u| (u.name.clone(), u.address.clone()));
+                let spec = UnitSpec {
+                    planned: s.clone(),
+                    server,
+                    upstream,
+                    adopted,
+                    from,
+                    runtime_skip: runtime_skip.clone(),
+                };
+                let sh = sh.clone();
+                let n = name.to_string();
+                running.spawn(async move {
+                    let t = Instant::now();
+                    let o = unit::run(&sh, spec).await;
+                    (n, o, t.elapsed().as_millis() as u64)
+                });
+                in_flight += 1;
+            }
+            if in_flight == 0 && (!readiness.has_ready() || stopping) {
+                break;
+            }
+            tokio::select! {
+                Some(e) = rx.recv() => sink.event(&e),
+                Some(joined) = running.join_next(), if in_flight > 0 => {
+                    in_flight -= 1;
+                    forward(&mut rx, sink);
+                    let Ok((name, o, ms)) = joined else { continue };
+                    finish_server(&recorder, &name, &o, ms).await;
+                    forward(&mut rx, sink);
+                    durations.insert(name.clone(), ms);
+                    if let Some(s) = by_name.get(name.as_str()) {
+                        blocked.extend(readiness.finished(&s.name, o.end.result, o.end.unblocks_children()));
+                    }
+                    if o.end.result == ServerResult::Failed {
+                        failures += 1;
+                        if cfg.fail_fast || cfg.max_failures.is_some_and(|m| failures >= m) {
+                            if !stopping {
+                                sink.event(&Event::Warning { message: format!("{failures} failure{}: no new servers are started (restores still run)", if failures == 1 { "" } else { "s" }) });
+                            }
+                            stopping = true;
                         }
-                        stopping = true;
                     }
                 }
-                finished.insert(name, o);
-            }
-            Ok(()) = job.interrupts.changed() => {
-                interrupted = *job.interrupts.borrow();
-                let _ = job.journal.append(&Record::Interrupted { count: interrupted, at: now() }).await;
-                sink.event(&Event::Interrupted { count: interrupted });
-                stopping = true;
-                if interrupted >= 2 {
-                    let _ = stop_tx.send(Stop::Now);
-                    running.abort_all();
-                    while running.join_next().await.is_some() {}
-                    break;
+                Ok(()) = journal_failed.changed() => {
+                    if !stopping {
+                        sink.event(&Event::Warning { message: "the journal cannot take records: no new servers are started and no further change is made; restores still run".into() });
+                    }
+                    stopping = true;
+                    let _ = stop_tx.send(Stop::Graceful);
                 }
-                let _ = stop_tx.send(Stop::Graceful);
+                Ok(()) = job.signals.changed() => {
+                    signals = *job.signals.borrow();
+                    let _ = recorder.record(Record::Interrupted { count: signals.count, signal: signals.last, at: now() }, Some(Event::Interrupted { count: signals.count, signal: signals.last })).await;
+                    forward(&mut rx, sink);
+                    stopping = true;
+                    if signals.count >= 2 {
+                        let _ = stop_tx.send(Stop::Now);
+                        running.abort_all();
+                        while running.join_next().await.is_some() {}
+                        stopped_now = true;
+                        break;
+                    }
+                    let _ = stop_tx.send(Stop::Graceful);
+                }
             }
         }
     }
     forward(&mut rx, sink);
 
-    // Anything still open in this run's journal (a restore that failed, a unit cut short) gets
-    // one more try, unless the operator asked to stop at once.
-    let mut state =
-        replay(&job.journal).unwrap_or_else(|_| job.resumed.clone().expect("a journal"));
-    if interrupted < 2 {
-        let open: Vec<Obligation> = state.open_obligations().into_iter().cloned().collect();
+    // Anything still open (a restore that failed, a turn cut short, `restore`'s whole job)
+    // gets one more try, unless the operator asked to stop at once.
+    if !stopped_now {
+        let open: Vec<Obligation> = recorder.with_progress(|p| {
+            p.open_obligations()
+                .into_iter()
+                .filter(|o| !recorder.unjournaled().contains(&o.id()))
+                .cloned()
+                .collect()
+        });
         if !open.is_empty() {
+            if leave_alone && first.is_empty() {
+                sink.event(&Event::RestoringFromJournal {
+                    obligations: open.len(),
+                });
+            }
             drain(&sh, &open).await;
             forward(&mut rx, sink);
-            state = replay(&job.journal).unwrap_or(state);
         }
     }
-    let pending_restores = !state.open_obligations().is_empty();
-    let any_bad = plan.servers.iter().any(|s| {
-        !matches!(
-            state.servers.get(&s.name).and_then(|p| p.result.clone()),
-            Some((ServerResult::Done | ServerResult::Skipped, _))
-        )
-    }) || plan.servers.iter().any(|s| {
-        matches!(state.servers.get(&s.name).and_then(|p| p.result.clone()), Some((ServerResult::Skipped, Some(r))) if r.starts_with("not touched"))
-    });
-    let (result, code) = if pending_restores {
-        ("restores-pending", exit::RESTORES_PENDING)
-    } else if interrupted > 0 {
-        ("interrupted", exit::INTERRUPTED)
-    } else if any_bad {
-        ("partial", exit::FINDINGS)
-    } else {
-        ("done", exit::OK)
-    };
-    let _ = job
-        .journal
-        .append(&Record::RunFinished {
-            result: result.into(),
-            at: now(),
-        })
-        .await;
-    let duration_ms = t0.elapsed().as_millis() as u64;
-    sink.event(&Event::RunFinished {
-        result: result.into(),
-        exit_code: code,
-        duration_ms,
-    });
     let stats = sh.pool.stats().await;
     close_all(&sh).await;
-    let recap = recap_of(&state, &durations, result, code, duration_ms);
-    sink.recap(&recap);
-    RunReport {
-        recap,
-        exit_code: code,
-        stats,
-    }
-}
-
-fn main_steps_done(plan: &Plan, st: &RunState, server: &str) -> bool {
-    let Some(s) = plan.server(server) else {
-        return false;
-    };
-    let Some(p) = st.servers.get(server) else {
-        return false;
-    };
-    let path = p.path.clone().unwrap_or_else(|| s.path.clone());
-    let steps = if s.path == "runtime" {
-        s.alternatives.get(&path).cloned().unwrap_or_default()
-    } else {
-        s.steps.clone()
-    };
-    !steps.is_empty()
-        && steps
-            .iter()
-            .enumerate()
-            .filter(|(_, x)| {
-                matches!(
-                    x.phase,
-                    crate::core::plan::Phase::Hold | crate::core::plan::Phase::Main
-                )
-            })
-            .all(|(i, _)| {
-                matches!(
-                    p.steps.get(&i),
-                    Some(reader::StepState::Ended(
-                        crate::journal::record::StepOutcome::Ok
-                            | crate::journal::record::StepOutcome::Changed
-                            | crate::journal::record::StepOutcome::Skipped
-                    ))
-                )
-            })
-}
-
-/// `restore`: closes every open obligation of a run, nothing else.
-pub async fn restore<C: Connector>(
-    mut job: Job<'_, C>,
-    cfg: RunConfig,
-    sink: &mut dyn Sink,
-) -> RunReport {
-    let t0 = Instant::now();
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let (_stop_tx, stop_rx) = watch::channel(Stop::No);
-    let sh = shared(&job, &cfg, tx, stop_rx);
-    let state = job.resumed.take().or_else(|| replay(&job.journal).ok());
-    let open: Vec<Obligation> = state
-        .as_ref()
-        .map(|s| s.open_obligations().into_iter().cloned().collect())
-        .unwrap_or_default();
-    sink.event(&run_started(&job));
-    if !open.is_empty() {
-        sink.event(&Event::RestoringFromJournal {
-            obligations: open.len(),
-        });
-    }
-    drain(&sh, &open).await;
     forward(&mut rx, sink);
-    let state = replay(&job.journal).ok().or(state).expect("a journal");
-    let pending = !state.open_obligations().is_empty();
-    let (result, code) = if pending {
-        ("restores-pending", exit::RESTORES_PENDING)
-    } else {
-        ("restored", exit::OK)
-    };
-    let duration_ms = t0.elapsed().as_millis() as u64;
-    sink.event(&Event::RunFinished {
-        result: result.into(),
-        exit_code: code,
-        duration_ms,
-    });
-    close_all(&sh).await;
-    let recap = recap_of(&state, &HashMap::new(), result, code, duration_ms);
-    sink.recap(&recap);
-    RunReport {
-        recap,
-        exit_code: code,
-        stats: Vec::new(),
+    Executed {
+        signals,
+        stopped_now,
+        durations,
+        stats,
+        restore_first_failed,
     }
 }

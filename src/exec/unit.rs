@@ -1,5 +1,7 @@
-//! One server's turn: gather facts and compare them with the inventory, pick the path, run the
-//! steps, always run the restores, then verify the canary clients.
+//! One server's turn, as explicit phases: facts (read the server), check (its facts against
+//! the inventory, and the path), steps (hold and main), restores (always), verification (the
+//! canary clients). Each phase ends the turn or hands over to the next; an interruption is
+//! looked at between steps; a journal that cannot take a record ends the changes at once.
 //!
 //! Every step reads live state before acting, so running it again after an unknown outcome
 //! (a crash, a lost connection) is safe: declining is skipped when already declined, the hotfix
@@ -11,18 +13,21 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use super::connect::{Connector, Handle, Pool};
 use super::events::Event;
-use super::retry::RetryPolicy;
+use super::recorder::{JournalFailure, Recorder};
+use super::retry::{RetryPolicy, Transient, retried};
 use crate::core::inventory::{Role, Server, WsusVersion};
 use crate::core::logs::detection::{DetectionOutcome, summarize_detection};
-use crate::core::plan::{Phase, PlannedServer, PlannedStep, StepKind};
+use crate::core::plan::{Phase, PlanPath, PlannedServer, PlannedStep, StepKind};
 use crate::core::playbook::{Action, OnMismatch};
-use crate::journal::reader::{ServerProgress, StepState};
-use crate::journal::record::{Obligation, Record, ServerResult, StepOutcome, now};
-use crate::journal::writer::JournalWriter;
+use crate::core::replay::account;
+use crate::journal::record::{
+    ClientFailure, Closure, Obligation, ObligationKind, Reason, Record, ServerEnd, ServerResult,
+    StepOutcome, TurnPhase, now,
+};
 use crate::wsus::{ErrorKind, Facts, OpError, ServiceState, UpdateState};
 
 /// How hard a stop was asked for.
@@ -32,18 +37,16 @@ pub enum Stop {
     No,
     /// No new steps: finish the running one, then restore.
     Graceful,
-    /// Stop at once (second Ctrl-C); obligations stay open in the journal.
+    /// Stop at once (second signal); obligations stay open in the journal.
     Now,
 }
 
-/// What every unit shares.
+/// What every turn shares.
 pub struct Shared<C: Connector> {
     /// Connections.
     pub pool: Pool<C>,
-    /// The journal.
-    pub journal: JournalWriter,
-    /// Events to the dispatcher.
-    pub events: mpsc::UnboundedSender<Event>,
+    /// The journal, the replayed progress and the events.
+    pub recorder: Arc<Recorder>,
     /// Stop requests.
     pub stop: watch::Receiver<Stop>,
     /// At most this many replicas of one upstream held autonomous at once.
@@ -56,7 +59,7 @@ pub struct Shared<C: Connector> {
     pub update: String,
 }
 
-/// What the unit is given.
+/// What the turn is given.
 #[derive(Debug, Clone)]
 pub struct UnitSpec {
     /// The planned server.
@@ -65,51 +68,86 @@ pub struct UnitSpec {
     pub server: Server,
     /// Its upstream in the inventory (name, address).
     pub upstream: Option<(String, String)>,
-    /// Obligations of this server still open from an earlier run (adopted by this turn).
+    /// Obligations of this server still open from an earlier attempt (adopted by this turn).
     pub adopted: Vec<Obligation>,
-    /// Its progress in the journal, when resuming.
-    pub progress: Option<ServerProgress>,
-    /// The playbook's path for each version (for paths decided at run time) and skip reasons.
-    pub runtime_skip: BTreeMap<String, String>,
+    /// The first step to run: the steps before it ended well in an earlier attempt (0 for a
+    /// whole turn; the decision is `core::resume`'s).
+    pub from: usize,
+    /// The playbook's skip reasons of versions, for paths decided at run time.
+    pub runtime_skip: BTreeMap<WsusVersion, String>,
 }
 
-/// How the unit ended.
+/// How the turn ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnitOutcome {
-    /// The result.
-    pub result: ServerResult,
-    /// Why.
-    pub reason: Option<String>,
-    /// Its children may go ahead.
-    pub unblocks: bool,
+    /// The result and why.
+    pub end: ServerEnd,
     /// The path taken.
-    pub path: String,
-    /// Steps that changed something.
+    pub path: PlanPath,
+    /// Steps that changed something in this turn.
     pub changed: u32,
-    /// Steps with nothing to do.
+    /// Steps with nothing to do in this turn.
     pub ok: u32,
-    /// Failed steps.
+    /// Failed steps in this turn.
     pub failed: u32,
+    /// The actions that changed the server during this run (this turn and earlier attempts).
+    pub changed_steps: Vec<String>,
+    /// The actions of its path that did not run or did not end well.
+    pub not_run: Vec<String>,
 }
 
-struct StepErr {
-    message: String,
-    transient: bool,
+/// Why a step did not succeed.
+#[derive(Debug, Clone)]
+enum StepErr {
+    /// The operation failed.
+    Op {
+        /// In words.
+        message: String,
+        /// Worth another try.
+        transient: bool,
+    },
+    /// The journal could not take the step's record: nothing more is changed.
+    Journal(JournalFailure),
 }
 
-impl From<OpError> for StepErr {
-    fn from(e: OpError) -> Self {
-        // A configuration still busy after the script's own wait is worth another try later.
-        let transient = e.is_transient() || e.kind() == Some(ErrorKind::ConfigBusy);
-        StepErr {
-            message: e.to_string(),
-            transient,
+impl StepErr {
+    fn message(&self) -> String {
+        match self {
+            StepErr::Op { message, .. } => message.clone(),
+            StepErr::Journal(j) => j.to_string(),
         }
     }
 }
 
+impl Transient for StepErr {
+    fn is_transient_failure(&self) -> bool {
+        matches!(
+            self,
+            StepErr::Op {
+                transient: true,
+                ..
+            }
+        )
+    }
+}
+
+impl From<OpError> for StepErr {
+    fn from(e: OpError) -> Self {
+        StepErr::Op {
+            transient: e.is_transient_failure(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<JournalFailure> for StepErr {
+    fn from(e: JournalFailure) -> Self {
+        StepErr::Journal(e)
+    }
+}
+
 fn fail(message: impl Into<String>) -> StepErr {
-    StepErr {
+    StepErr::Op {
         message: message.into(),
         transient: false,
     }
@@ -130,6 +168,14 @@ struct Unit<'a, C: Connector> {
     /// Obligations this turn must close: adopted ones plus those it opens.
     open: Vec<Obligation>,
     counts: (u32, u32, u32),
+}
+
+/// Why the steps phase ended early.
+enum Halt {
+    /// A stop was asked for before a step.
+    Interrupted,
+    /// A step failed, or the journal could not take its record.
+    Failed(Reason),
 }
 
 fn host_part(name: &str) -> String {
@@ -225,53 +271,20 @@ impl<'a, C: Connector> Unit<'a, C> {
     }
 
     fn emit(&self, e: Event) {
-        let _ = self.sh.events.send(e);
+        self.sh.recorder.emit(e);
     }
 
     fn stop(&self) -> Stop {
         *self.sh.stop.borrow()
     }
 
-    async fn journal(&self, r: Record) -> Result<(), String> {
-        self.sh.journal.append(&r).await.map_err(|e| {
-            format!(
-                "cannot write the journal {}: {e}",
-                self.sh.journal.path().display()
-            )
-        })
+    /// True when no new step may start: a stop was asked for, or the journal failed.
+    fn halted(&self) -> bool {
+        self.stop() != Stop::No || self.sh.recorder.failure().is_some()
     }
 
-    /// Runs `f` with retries of transient failures.
-    async fn retried<T, F, Fut>(&self, host: &str, action: &str, mut f: F) -> Result<T, StepErr>
-    where
-        F: FnMut(u32) -> Fut,
-        Fut: std::future::Future<Output = Result<T, StepErr>>,
-    {
-        let mut delays = self
-            .sh
-            .retry
-            .delays(self.sh.seed, &format!("{host}/{action}"));
-        let mut attempt = 1;
-        loop {
-            match f(attempt).await {
-                Ok(v) => return Ok(v),
-                Err(e) if e.transient && self.stop() != Stop::Now => match delays.next() {
-                    Some(d) => {
-                        self.emit(Event::Retrying {
-                            host: host.to_string(),
-                            action: action.to_string(),
-                            attempt,
-                            delay_ms: d.as_millis() as u64,
-                            error: e.message.clone(),
-                        });
-                        tokio::time::sleep(d).await;
-                        attempt += 1;
-                    }
-                    None => return Err(e),
-                },
-                Err(e) => return Err(e),
-            }
-        }
+    async fn record(&self, r: Record, e: Option<Event>) -> Result<(), JournalFailure> {
+        self.sh.recorder.record(r, e).await
     }
 
     async fn gather_facts(&mut self) -> Result<Facts, StepErr> {
@@ -288,17 +301,33 @@ impl<'a, C: Connector> Unit<'a, C> {
         let ops = self.ops.clone();
         let update = self.sh.update.clone();
         let name = self.name().to_string();
-        self.retried(&name, "facts", |_| {
-            let ops = ops.clone();
-            let update = update.clone();
-            let services = services.clone();
-            async move {
-                let mut o = ops.lock().await;
-                o.facts(&update, None, &services)
-                    .await
-                    .map_err(StepErr::from)
-            }
-        })
+        let sh = self.sh;
+        retried(
+            &sh.retry,
+            sh.seed,
+            &format!("{name}/facts"),
+            || *sh.stop.borrow() == Stop::Now,
+            |attempt, d, e: &StepErr| {
+                sh.recorder.emit(Event::Retrying {
+                    host: name.clone(),
+                    action: "facts".into(),
+                    attempt,
+                    delay_ms: d.as_millis() as u64,
+                    error: e.message(),
+                })
+            },
+            |_| {
+                let ops = ops.clone();
+                let update = update.clone();
+                let services = services.clone();
+                async move {
+                    let mut o = ops.lock().await;
+                    o.facts(&update, None, &services)
+                        .await
+                        .map_err(StepErr::from)
+                }
+            },
+        )
         .await
     }
 
@@ -306,42 +335,47 @@ impl<'a, C: Connector> Unit<'a, C> {
         if self.open.iter().any(|o| o.id() == ob.id()) {
             return Ok(());
         }
-        self.journal(Record::ObligationOpened {
-            obligation: ob.clone(),
-            at: now(),
-        })
-        .await
-        .map_err(fail)?;
-        self.emit(Event::ObligationOpened {
+        let event = Event::ObligationOpened {
             id: ob.id(),
             server: self.name().to_string(),
-        });
+        };
+        self.record(
+            Record::ObligationOpened {
+                obligation: ob.clone(),
+                at: now(),
+            },
+            Some(event),
+        )
+        .await?;
         self.open.push(ob);
         Ok(())
     }
 
-    async fn close_obligation(&mut self, id: &str, how: &str) -> Result<(), StepErr> {
-        self.journal(Record::ObligationClosed {
-            id: id.to_string(),
-            how: how.to_string(),
-            at: now(),
-        })
-        .await
-        .map_err(fail)?;
+    async fn close_obligation(&mut self, id: &str, how: Closure) -> Result<(), StepErr> {
         self.open.retain(|o| o.id() != id);
-        self.emit(Event::ObligationClosed {
+        let event = Event::ObligationClosed {
             id: id.to_string(),
             server: self.name().to_string(),
-            how: how.to_string(),
-        });
-        Ok(())
+            how,
+        };
+        let r = self
+            .record(
+                Record::ObligationClosed {
+                    id: id.to_string(),
+                    how,
+                    at: now(),
+                },
+                Some(event),
+            )
+            .await;
+        if r.is_err() {
+            self.sh.recorder.restored_unjournaled(id);
+        }
+        r.map_err(StepErr::from)
     }
 
-    fn has_open(&self, prefix: &str) -> Option<Obligation> {
-        self.open
-            .iter()
-            .find(|o| o.id().starts_with(prefix))
-            .cloned()
+    fn has_open(&self, kind: ObligationKind) -> Option<Obligation> {
+        self.open.iter().find(|o| o.kind() == kind).cloned()
     }
 
     async fn run_step(&mut self, steps: &[PlannedStep], i: usize, attempt: u32) -> StepResult {
@@ -371,14 +405,14 @@ impl<'a, C: Connector> Unit<'a, C> {
                 })
             }
             StepKind::SwitchToReplica => {
-                let Some(ob) = self.has_open("replica-hold:") else {
+                let Some(ob) = self.has_open(ObligationKind::ReplicaHold) else {
                     return Ok((StepOutcome::Skipped, "no replica hold to restore".into()));
                 };
                 let r = ops.lock().await.set_replica(true, 180).await?;
                 if !r.replica {
                     return Err(fail("the server did not confirm replica mode"));
                 }
-                self.close_obligation(&ob.id(), "restored").await?;
+                self.close_obligation(&ob.id(), Closure::Restored).await?;
                 self.hold = None;
                 Ok((
                     if r.changed {
@@ -397,14 +431,14 @@ impl<'a, C: Connector> Unit<'a, C> {
                 ))
             }
             StepKind::RestoreLocale => {
-                let Some(ob) = self.has_open("locale-switch:") else {
+                let Some(ob) = self.has_open(ObligationKind::LocaleSwitch) else {
                     return Ok((StepOutcome::Skipped, "the culture was not switched".into()));
                 };
                 let Obligation::LocaleSwitch { previous, .. } = &ob else {
                     return Ok((StepOutcome::Skipped, String::new()));
                 };
                 let r = ops.lock().await.set_culture(previous).await?;
-                self.close_obligation(&ob.id(), "restored").await?;
+                self.close_obligation(&ob.id(), Closure::Restored).await?;
                 Ok((
                     StepOutcome::Changed,
                     format!("culture back to {}", r.current),
@@ -440,7 +474,7 @@ impl<'a, C: Connector> Unit<'a, C> {
                             previous: f.current_culture.clone(),
                         };
                         // An adopted switch keeps the culture to restore from the first run.
-                        if self.has_open("locale-switch:").is_none() {
+                        if self.has_open(ObligationKind::LocaleSwitch).is_none() {
                             self.open_obligation(ob).await?;
                         }
                         let r = ops.lock().await.set_culture(&f.install_language).await?;
@@ -596,49 +630,57 @@ impl<'a, C: Connector> Unit<'a, C> {
         }
     }
 
-    async fn step(&mut self, steps: &[PlannedStep], i: usize) -> Result<(), String> {
+    /// Runs step `i` with retries, journaled before (each attempt) and after.
+    async fn step(&mut self, steps: &[PlannedStep], i: usize) -> Result<(), StepErr> {
         let action = steps[i].kind.name().to_string();
         let name = self.name().to_string();
         let started = Instant::now();
-        let mut delays = self.sh.retry.delays(self.sh.seed, &format!("{name}/{i}"));
+        let sh = self.sh;
+        let mut delays = sh.retry.delays(sh.seed, &format!("{name}/{i}"));
         let mut attempt = 1;
         let result = loop {
-            self.journal(Record::StepStarted {
-                server: name.clone(),
-                step: i,
-                action: action.clone(),
-                attempt,
-                at: now(),
-            })
+            // The step's record is durable before the step: no record, no change.
+            self.record(
+                Record::StepStarted {
+                    server: name.clone(),
+                    step: i,
+                    action: action.clone(),
+                    attempt,
+                    at: now(),
+                },
+                Some(Event::StepStarted {
+                    server: name.clone(),
+                    step: i,
+                    action: action.clone(),
+                    attempt,
+                }),
+            )
             .await?;
-            self.emit(Event::StepStarted {
-                server: name.clone(),
-                step: i,
-                action: action.clone(),
-                attempt,
-            });
             match self.run_step(steps, i, attempt).await {
                 Ok(v) => break Ok(v),
-                Err(e) if e.transient && self.stop() != Stop::Now => match delays.next() {
-                    Some(d) => {
-                        self.emit(Event::Retrying {
-                            host: name.clone(),
-                            action: action.clone(),
-                            attempt,
-                            delay_ms: d.as_millis() as u64,
-                            error: e.message.clone(),
-                        });
-                        tokio::time::sleep(d).await;
-                        attempt += 1;
+                Err(e @ StepErr::Journal(_)) => break Err(e),
+                Err(e) if e.is_transient_failure() && self.stop() != Stop::Now => {
+                    match delays.next() {
+                        Some(d) => {
+                            self.emit(Event::Retrying {
+                                host: name.clone(),
+                                action: action.clone(),
+                                attempt,
+                                delay_ms: d.as_millis() as u64,
+                                error: e.message(),
+                            });
+                            tokio::time::sleep(d).await;
+                            attempt += 1;
+                        }
+                        None => break Err(e),
                     }
-                    None => break Err(e.message),
-                },
-                Err(e) => break Err(e.message),
+                }
+                Err(e) => break Err(e),
             }
         };
         let (outcome, detail) = match &result {
             Ok((o, d)) => (*o, d.clone()),
-            Err(e) => (StepOutcome::Failed, e.clone()),
+            Err(e) => (StepOutcome::Failed, e.message()),
         };
         match outcome {
             StepOutcome::Changed => self.counts.0 += 1,
@@ -646,140 +688,154 @@ impl<'a, C: Connector> Unit<'a, C> {
             StepOutcome::Failed => self.counts.2 += 1,
             StepOutcome::Skipped => {}
         }
-        self.journal(Record::StepFinished {
-            server: name.clone(),
-            step: i,
-            action: action.clone(),
-            outcome,
-            detail: detail.clone(),
-            at: now(),
-        })
-        .await?;
-        self.emit(Event::StepFinished {
-            server: name,
-            step: i,
-            action: action.clone(),
-            outcome,
-            detail,
-            duration_ms: started.elapsed().as_millis() as u64,
-        });
-        result.map(|_| ()).map_err(|e| format!("{action}: {e}"))
+        let finished = self
+            .record(
+                Record::StepFinished {
+                    server: name.clone(),
+                    step: i,
+                    action: action.clone(),
+                    outcome,
+                    detail: detail.clone(),
+                    at: now(),
+                },
+                Some(Event::StepFinished {
+                    server: name,
+                    step: i,
+                    action,
+                    outcome,
+                    detail,
+                    duration_ms: started.elapsed().as_millis() as u64,
+                }),
+            )
+            .await;
+        result?;
+        finished.map_err(StepErr::from)
     }
 
-    async fn verify(&mut self, attempts: u32, timeout: u32) -> Result<(), String> {
+    /// Runs detection on every canary client: the clients that did not prove the fix, or
+    /// `Halt` when a stop (or a journal failure) came before every client was checked.
+    async fn verify(&mut self, attempts: u32, timeout: u32) -> Result<Vec<ClientFailure>, Halt> {
         let clients = self.spec.server.clients.clone();
         let mut failures = Vec::new();
+        let sh = self.sh;
         for c in clients {
-            let handle = self.sh.pool.get(&c.name)?;
+            if self.halted() {
+                return Err(Halt::Interrupted);
+            }
             let mut last = String::new();
             let mut ok = false;
             let mut evidence = Vec::new();
             let mut made = 0;
-            for attempt in 1..=attempts.max(1) {
-                made = attempt;
-                let h = handle.clone();
-                let out = self
-                    .retried(&c.name, "detect-now", |_| {
-                        let h = h.clone();
-                        async move {
-                            h.lock()
-                                .await
-                                .detect_now(timeout)
-                                .await
-                                .map_err(StepErr::from)
-                        }
-                    })
-                    .await;
-                match out {
-                    Ok(d) => {
-                        let text = d.lines.join("\r\n");
-                        let s = summarize_detection(&text);
-                        evidence = s
-                            .evidence
-                            .iter()
-                            .filter_map(|n| d.lines.get(n.saturating_sub(1)).cloned())
-                            .collect();
-                        last = describe_detection(&s.outcome);
-                        if matches!(s.outcome, DetectionOutcome::Succeeded { .. }) {
-                            ok = true;
-                            break;
+            match sh.pool.get(&c.name) {
+                Err(e) => last = e,
+                Ok(handle) => {
+                    for attempt in 1..=attempts.max(1) {
+                        made = attempt;
+                        let client = c.name.clone();
+                        let out = retried(
+                            &sh.retry,
+                            sh.seed,
+                            &format!("{client}/detect-now"),
+                            || *sh.stop.borrow() == Stop::Now,
+                            |n, d, e: &StepErr| {
+                                sh.recorder.emit(Event::Retrying {
+                                    host: client.clone(),
+                                    action: "detect-now".into(),
+                                    attempt: n,
+                                    delay_ms: d.as_millis() as u64,
+                                    error: e.message(),
+                                })
+                            },
+                            |_| {
+                                let h = handle.clone();
+                                async move {
+                                    h.lock()
+                                        .await
+                                        .detect_now(timeout)
+                                        .await
+                                        .map_err(StepErr::from)
+                                }
+                            },
+                        )
+                        .await;
+                        match out {
+                            Ok(d) => {
+                                let text = d.lines.join("\r\n");
+                                let s = summarize_detection(&text);
+                                evidence = s
+                                    .evidence
+                                    .iter()
+                                    .filter_map(|n| d.lines.get(n.saturating_sub(1)).cloned())
+                                    .collect();
+                                last = describe_detection(&s.outcome);
+                                if matches!(s.outcome, DetectionOutcome::Succeeded { .. }) {
+                                    ok = true;
+                                    break;
+                                }
+                            }
+                            Err(e) => last = e.message(),
                         }
                     }
-                    Err(e) => last = e.message,
                 }
             }
-            self.journal(Record::Verification {
+            let event = Event::Verification {
                 server: self.name().to_string(),
                 client: c.name.clone(),
                 succeeded: ok,
                 attempts: made,
                 detail: last.clone(),
-                evidence,
-                at: now(),
-            })
-            .await?;
-            self.emit(Event::Verification {
-                server: self.name().to_string(),
-                client: c.name.clone(),
-                succeeded: ok,
-                attempts: made,
-                detail: last.clone(),
-            });
+            };
+            self.record(
+                Record::Verification {
+                    server: self.name().to_string(),
+                    client: c.name.clone(),
+                    succeeded: ok,
+                    attempts: made,
+                    detail: last.clone(),
+                    evidence,
+                    at: now(),
+                },
+                Some(event),
+            )
+            .await
+            .map_err(|j| {
+                Halt::Failed(Reason::JournalFailed {
+                    error: j.error,
+                    step: None,
+                })
+            })?;
             if ok {
                 self.counts.1 += 1;
             } else {
                 self.counts.2 += 1;
-                failures.push(format!("client {} still fails detection: {last}", c.name));
+                failures.push(ClientFailure {
+                    client: c.name.clone(),
+                    detail: last,
+                });
             }
         }
-        if failures.is_empty() {
-            Ok(())
-        } else {
-            Err(failures.join("; "))
-        }
+        Ok(failures)
     }
 }
 
-/// Which steps to run when resuming: all of them when the hold and main steps did not all end
-/// (each re-checks live state), otherwise only the restore and verify steps that did not end.
-fn resume_skips(steps: &[PlannedStep], progress: Option<&ServerProgress>) -> Vec<bool> {
-    let Some(p) = progress else {
-        return vec![false; steps.len()];
-    };
-    let ended = |i: usize| {
-        matches!(
-            p.steps.get(&i),
-            Some(StepState::Ended(
-                StepOutcome::Ok | StepOutcome::Changed | StepOutcome::Skipped
-            ))
-        )
-    };
-    let main_done = steps
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| matches!(s.phase, Phase::Hold | Phase::Main))
-        .all(|(i, _)| ended(i));
-    steps
-        .iter()
-        .enumerate()
-        .map(|(i, s)| main_done && (matches!(s.phase, Phase::Hold | Phase::Main) || ended(i)))
-        .collect()
-}
-
-/// Runs one server's turn. Errors writing the journal end the turn as failed.
+/// Runs one server's turn. Nothing here returns an error: every way a turn can end is a
+/// [`UnitOutcome`].
 pub async fn run<C: Connector>(sh: &Shared<C>, spec: UnitSpec) -> UnitOutcome {
-    let name = spec.planned.name.clone();
-    let ops = match sh.pool.get(&name) {
+    let path = spec.planned.path;
+    let ops = match sh.pool.get(&spec.planned.name) {
         Ok(o) => o,
-        Err(e) => {
+        Err(error) => {
             return UnitOutcome {
-                result: ServerResult::Failed,
-                reason: Some(e),
-                unblocks: false,
-                path: spec.planned.path.clone(),
+                end: ServerEnd {
+                    result: ServerResult::Failed,
+                    reason: Some(Reason::Unreachable { error }),
+                },
+                path,
                 changed: 0,
                 ok: 0,
                 failed: 1,
+                changed_steps: Vec::new(),
+                not_run: Vec::new(),
             };
         }
     };
@@ -799,190 +855,323 @@ impl<C: Connector> Unit<'_, C> {
     fn outcome(
         &self,
         result: ServerResult,
-        reason: Option<String>,
-        unblocks: bool,
-        path: &str,
+        reason: Option<Reason>,
+        path: PlanPath,
+        steps: &[PlannedStep],
     ) -> UnitOutcome {
+        let (changed_steps, not_run) = self.account(steps);
         UnitOutcome {
-            result,
-            reason,
-            unblocks,
-            path: path.to_string(),
+            end: ServerEnd { result, reason },
+            path,
             changed: self.counts.0,
             ok: self.counts.1,
             failed: self.counts.2,
+            changed_steps,
+            not_run,
         }
     }
 
+    /// What the journal says this server's steps did: the actions that changed it, and those
+    /// of its path that did not end well.
+    fn account(&self, steps: &[PlannedStep]) -> (Vec<String>, Vec<String>) {
+        let name = self.name().to_string();
+        self.sh.recorder.with_progress(|p| {
+            let progress = p.servers.get(&name).cloned().unwrap_or_default();
+            account(steps, &progress)
+        })
+    }
+
+    /// The whole turn: facts, check, steps, restores, verification.
     async fn turn(&mut self) -> UnitOutcome {
-        let planned_path = self.spec.planned.path.clone();
+        let planned_path = self.spec.planned.path;
         self.emit(Event::ServerStarted {
             server: self.name().to_string(),
-            path: planned_path.clone(),
+            path: planned_path,
         });
-        // 1. Facts.
+        // Phase 1: facts.
         let facts = match self.gather_facts().await {
             Ok(f) => f,
             Err(e) => {
-                // A server that cannot even be read: restore what earlier runs left, if we can.
-                let reason = e.message.clone();
+                let reason = match e {
+                    StepErr::Journal(j) => Reason::JournalFailed {
+                        error: j.error,
+                        step: None,
+                    },
+                    other => Reason::Unreachable {
+                        error: other.message(),
+                    },
+                };
                 return self
-                    .finish_with_restores(ServerResult::Failed, Some(reason), &planned_path)
+                    .end_with_restores(ServerResult::Failed, Some(reason), planned_path, &[])
                     .await;
             }
         };
-        let held = self
-            .open
-            .iter()
-            .any(|o| matches!(o, Obligation::ReplicaHold { .. }));
-        let found = contradictions(&self.spec.server, self.spec.upstream.as_ref(), &facts, held);
-        let _ = self
-            .journal(Record::Facts {
-                server: self.name().to_string(),
-                version: facts.version.map(|v| v.as_str().to_string()),
-                contradictions: found.clone(),
-                at: now(),
-            })
-            .await;
-        if !found.is_empty() {
-            let reason = format!("not touched: {}", found.join("; "));
-            return self
-                .finish_with_restores(ServerResult::Skipped, Some(reason), &planned_path)
-                .await;
-        }
-        let synced = !matches!(facts.update, UpdateState::NotSynced);
-        self.facts = Some(facts.clone());
-        // 2. The path.
-        let (path, steps) = if self.spec.planned.path == "runtime" {
-            let Some(v) = facts.version else {
-                let reason = format!("unknown WSUS version {}", facts.version_string);
+        // Phase 2: the facts against the inventory, and the path.
+        let (path, steps) = match self.check(facts).await {
+            Ok(x) => x,
+            Err((result, reason, path)) => {
                 return self
-                    .finish_with_restores(ServerResult::Failed, Some(reason), "runtime")
+                    .end_with_restores(result, Some(reason), path, &[])
                     .await;
-            };
-            match self.spec.planned.alternatives.get(v.as_str()) {
-                Some(steps) => (v.as_str().to_string(), steps.clone()),
-                None => {
-                    let reason = self
-                        .spec
-                        .runtime_skip
-                        .get(v.as_str())
-                        .cloned()
-                        .unwrap_or_else(|| {
-                            format!("the playbook has no path for WSUS {}", v.display())
-                        });
-                    return self
-                        .finish_with_restores(ServerResult::Skipped, Some(reason), v.as_str())
-                        .await;
-                }
             }
-        } else {
-            (
-                self.spec.planned.path.clone(),
-                self.spec.planned.steps.clone(),
-            )
         };
-        if let Some(reason) = &self.spec.planned.skip {
-            return self
-                .finish_with_restores(ServerResult::Skipped, Some(reason.clone()), &path)
-                .await;
+        // Phase 3: hold and main steps (those an earlier attempt did not end).
+        let halted = self.steps(&steps).await;
+        // Phase 4: restores, always (unless told to stop at once).
+        let restore_failure = self.restores(&steps).await;
+        if self.stop() == Stop::Now {
+            return self.interrupted(TurnPhase::Restores, path, &steps);
         }
-        if path == WsusVersion::Rtm.as_str() && !synced {
-            // Nothing to reset on this server; its clients cannot be affected by this update.
-            let reason =
-                "the Office 2003 SP1 update never synchronised to this server: nothing to reset"
-                    .to_string();
-            return self
-                .finish_with_restores(ServerResult::Skipped, Some(reason), &path)
-                .await;
-        }
-        // 3. Hold and main steps, unless already done (resume).
-        let skips = resume_skips(&steps, self.spec.progress.as_ref());
-        let mut failure: Option<String> = None;
-        for (i, st) in steps.iter().enumerate() {
-            if !matches!(st.phase, Phase::Hold | Phase::Main) || skips[i] {
-                continue;
+        match (halted, restore_failure) {
+            (halt, Some((obligation, error))) => {
+                let after = match halt {
+                    Some(Halt::Failed(r)) => Some(Box::new(r)),
+                    Some(Halt::Interrupted) | None => None,
+                };
+                return self.outcome(
+                    ServerResult::Failed,
+                    Some(Reason::RestoreFailed {
+                        obligation,
+                        error,
+                        after,
+                    }),
+                    path,
+                    &steps,
+                );
             }
-            if self.stop() != Stop::No {
-                failure = Some("interrupted before this step".into());
-                break;
+            (Some(Halt::Failed(r)), None) => {
+                return self.outcome(ServerResult::Failed, Some(r), path, &steps);
             }
-            if let Err(e) = self.step(&steps, i).await {
-                failure = Some(e);
-                break;
+            (Some(Halt::Interrupted), None) => {
+                return self.interrupted(TurnPhase::Steps, path, &steps);
             }
+            (None, None) => {}
         }
-        // 4. Restores, always (unless told to stop at once).
-        let mut restore_failure: Option<String> = None;
-        for (i, st) in steps.iter().enumerate() {
-            if st.phase != Phase::Restore || skips[i] || self.stop() == Stop::Now {
-                continue;
-            }
-            if let Err(e) = self.step(&steps, i).await {
-                self.report_restore_failure(&e).await;
-                restore_failure = Some(e);
-                break;
-            }
-        }
-        // Anything this turn still holds (a path without its restore step, a failure above).
-        if self.stop() != Stop::Now && restore_failure.is_none() {
-            restore_failure = self.restore_leftovers().await.err();
-        }
-        let interrupted = self.stop() != Stop::No;
-        if let Some(e) = failure.or(restore_failure.clone()) {
-            let result = if interrupted && e.starts_with("interrupted") {
-                ServerResult::Skipped
-            } else {
-                ServerResult::Failed
-            };
-            return self.outcome(result, Some(e), false, &path);
-        }
-        // 5. Verification on the canary clients.
+        // Phase 5: verification on the canary clients.
         let verify = steps
             .iter()
             .enumerate()
-            .find(|(i, s)| s.phase == Phase::Verify && !skips[*i]);
+            .find(|(i, s)| s.phase == Phase::Verify && *i >= self.spec.from);
         if let Some((_, st)) = verify
             && let StepKind::Do(Action::DetectNow { attempts, timeout }) = &st.kind
-            && !interrupted
-            && let Err(e) = self.verify(*attempts, *timeout).await
         {
-            return self.outcome(ServerResult::Failed, Some(e), false, &path);
+            if self.halted() {
+                return self.interrupted(TurnPhase::Verification, path, &steps);
+            }
+            match self.verify(*attempts, *timeout).await {
+                Ok(f) if f.is_empty() => {}
+                Ok(clients) => {
+                    return self.outcome(
+                        ServerResult::Failed,
+                        Some(Reason::VerificationFailed { clients }),
+                        path,
+                        &steps,
+                    );
+                }
+                Err(Halt::Interrupted) => {
+                    return self.interrupted(TurnPhase::Verification, path, &steps);
+                }
+                Err(Halt::Failed(r)) => {
+                    return self.outcome(ServerResult::Failed, Some(r), path, &steps);
+                }
+            }
         }
-        self.outcome(ServerResult::Done, None, true, &path)
+        self.outcome(ServerResult::Done, None, path, &steps)
+    }
+
+    /// An interrupted turn: before or after changes, with what did not run.
+    fn interrupted(&self, phase: TurnPhase, path: PlanPath, steps: &[PlannedStep]) -> UnitOutcome {
+        let (changed, not_run) = self.account(steps);
+        let reason = if changed.is_empty() {
+            Reason::InterruptedBeforeChanges { not_run }
+        } else {
+            Reason::InterruptedAfterChanges {
+                phase,
+                changed,
+                not_run,
+            }
+        };
+        self.outcome(ServerResult::Interrupted, Some(reason), path, steps)
+    }
+
+    /// Phase 2: records the facts, compares them with the inventory, picks the path. `Err`:
+    /// the turn ends here, with that result and reason.
+    async fn check(
+        &mut self,
+        facts: Facts,
+    ) -> Result<(PlanPath, Vec<PlannedStep>), (ServerResult, Reason, PlanPath)> {
+        let planned_path = self.spec.planned.path;
+        let held = self.has_open(ObligationKind::ReplicaHold).is_some();
+        let found = contradictions(&self.spec.server, self.spec.upstream.as_ref(), &facts, held);
+        if let Err(j) = self
+            .record(
+                Record::Facts {
+                    server: self.name().to_string(),
+                    version: facts.version.map(|v| v.as_str().to_string()),
+                    contradictions: found.clone(),
+                    at: now(),
+                },
+                None,
+            )
+            .await
+        {
+            return Err((
+                ServerResult::Failed,
+                Reason::JournalFailed {
+                    error: j.error,
+                    step: None,
+                },
+                planned_path,
+            ));
+        }
+        if !found.is_empty() {
+            return Err((
+                ServerResult::Skipped,
+                Reason::Contradicted {
+                    contradictions: found,
+                },
+                planned_path,
+            ));
+        }
+        let synced = !matches!(facts.update, UpdateState::NotSynced);
+        let version = facts.version;
+        let version_string = facts.version_string.clone();
+        self.facts = Some(facts);
+        let (path, steps) = match planned_path {
+            PlanPath::Runtime => {
+                let Some(v) = version else {
+                    return Err((
+                        ServerResult::Failed,
+                        Reason::UnknownVersion { version_string },
+                        PlanPath::Runtime,
+                    ));
+                };
+                match self.spec.planned.alternatives.get(&v) {
+                    Some(steps) => (PlanPath::Version(v), steps.clone()),
+                    None => {
+                        return Err((
+                            ServerResult::Skipped,
+                            Reason::NoPath {
+                                version: v.as_str().to_string(),
+                                why: self.spec.runtime_skip.get(&v).cloned(),
+                            },
+                            PlanPath::Version(v),
+                        ));
+                    }
+                }
+            }
+            PlanPath::Version(_) => (planned_path, self.spec.planned.steps.clone()),
+        };
+        if let Some(why) = &self.spec.planned.skip {
+            return Err((
+                ServerResult::Skipped,
+                Reason::PlanSkip { why: why.clone() },
+                path,
+            ));
+        }
+        if path == PlanPath::Version(WsusVersion::Rtm) && !synced {
+            // Nothing to reset on this server; its clients cannot be affected by this update.
+            return Err((ServerResult::Skipped, Reason::NotSynced, path));
+        }
+        Ok((path, steps))
+    }
+
+    /// Phase 3: the hold and main steps from `spec.from` on. `None` when all ended well.
+    async fn steps(&mut self, steps: &[PlannedStep]) -> Option<Halt> {
+        for (i, st) in steps.iter().enumerate() {
+            if !matches!(st.phase, Phase::Hold | Phase::Main) || i < self.spec.from {
+                continue;
+            }
+            if self.halted() {
+                return Some(Halt::Interrupted);
+            }
+            match self.step(steps, i).await {
+                Ok(()) => {}
+                Err(StepErr::Journal(j)) => {
+                    return Some(Halt::Failed(Reason::JournalFailed {
+                        error: j.error,
+                        step: Some(i),
+                    }));
+                }
+                Err(e) => {
+                    return Some(Halt::Failed(Reason::StepFailed {
+                        step: i,
+                        action: st.kind.name().to_string(),
+                        error: e.message(),
+                    }));
+                }
+            }
+        }
+        None
+    }
+
+    /// Phase 4: the restore steps, then whatever this turn still holds (a path without its
+    /// restore step, a failure above). The first restore that fails, if any, with its error.
+    async fn restores(&mut self, steps: &[PlannedStep]) -> Option<(String, String)> {
+        for (i, st) in steps.iter().enumerate() {
+            if st.phase != Phase::Restore || i < self.spec.from || self.stop() == Stop::Now {
+                continue;
+            }
+            match self.step(steps, i).await {
+                Ok(()) => {}
+                // The restore itself is done on the server or not; a journal failure after
+                // it is the recorder's to report. Go on restoring.
+                Err(StepErr::Journal(_)) => {}
+                Err(e) => {
+                    let message = e.message();
+                    let id = match &st.kind {
+                        StepKind::SwitchToReplica | StepKind::SyncFromUpstream => {
+                            self.has_open(ObligationKind::ReplicaHold)
+                        }
+                        StepKind::RestoreLocale => self.has_open(ObligationKind::LocaleSwitch),
+                        _ => None,
+                    }
+                    .map_or_else(|| st.kind.name().to_string(), |o| o.id());
+                    self.report_restore_failure(&message).await;
+                    return Some((id, message));
+                }
+            }
+        }
+        if self.stop() == Stop::Now {
+            return None;
+        }
+        self.restore_leftovers().await.err()
     }
 
     async fn report_restore_failure(&mut self, e: &str) {
         for ob in self.open.clone() {
-            let _ = self
-                .journal(Record::RestoreFailed {
-                    id: ob.id(),
-                    error: e.to_string(),
-                    at: now(),
-                })
-                .await;
-            self.emit(Event::RestoreFailed {
+            let event = Event::RestoreFailed {
                 id: ob.id(),
                 server: self.name().to_string(),
                 error: e.to_string(),
-            });
+            };
+            // A failed record here changes nothing: the obligation is open either way.
+            let _ = self
+                .record(
+                    Record::RestoreFailed {
+                        id: ob.id(),
+                        error: e.to_string(),
+                        at: now(),
+                    },
+                    Some(event),
+                )
+                .await;
         }
     }
 
     /// Closes every obligation this turn still holds.
-    async fn restore_leftovers(&mut self) -> Result<(), String> {
+    async fn restore_leftovers(&mut self) -> Result<(), (String, String)> {
         for ob in self.open.clone() {
-            let r = restore_one(self.sh, &self.ops, &ob).await;
-            match r {
+            match restore_one(self.sh, &self.ops, &ob).await {
                 Ok(how) => {
-                    self.close_obligation(&ob.id(), &how)
-                        .await
-                        .map_err(|e| e.message)?;
                     self.counts.0 += 1;
+                    // A closing record the journal cannot take leaves the obligation open in
+                    // the journal; `restore` confirms it later.
+                    let _ = self.close_obligation(&ob.id(), how).await;
                 }
                 Err(e) => {
                     self.report_restore_failure(&e).await;
-                    return Err(format!("restore of {}: {e}", ob.id()));
+                    return Err((ob.id(), e));
                 }
             }
         }
@@ -990,37 +1179,56 @@ impl<C: Connector> Unit<'_, C> {
         Ok(())
     }
 
-    async fn finish_with_restores(
+    async fn end_with_restores(
         &mut self,
         result: ServerResult,
-        reason: Option<String>,
-        path: &str,
+        reason: Option<Reason>,
+        path: PlanPath,
+        steps: &[PlannedStep],
     ) -> UnitOutcome {
-        let mut reason = reason;
         if !self.open.is_empty()
             && self.stop() != Stop::Now
-            && let Err(e) = self.restore_leftovers().await
+            && let Err((obligation, error)) = self.restore_leftovers().await
         {
-            reason = Some(format!("{}; {e}", reason.unwrap_or_default()));
-            return self.outcome(ServerResult::Failed, reason, false, path);
+            return self.outcome(
+                ServerResult::Failed,
+                Some(Reason::RestoreFailed {
+                    obligation,
+                    error,
+                    after: reason.map(Box::new),
+                }),
+                path,
+                steps,
+            );
         }
-        let unblocks = result == ServerResult::Skipped
-            && !reason.as_deref().unwrap_or("").starts_with("not touched");
-        self.outcome(result, reason, unblocks, path)
+        self.outcome(result, reason, path, steps)
     }
 }
 
 /// Undoes one obligation on its server, with retries: switch a held replica back (then sync it),
-/// or set the culture back. Returns `restored`.
+/// or set the culture back.
 pub async fn restore_one<C: Connector>(
     sh: &Shared<C>,
     ops: &Handle<C::Remote>,
     ob: &Obligation,
-) -> Result<String, String> {
-    let mut delays = sh.retry.delays(sh.seed, &format!("restore/{}", ob.id()));
-    let mut attempt = 1u32;
-    loop {
-        let r: Result<(), OpError> = async {
+) -> Result<Closure, String> {
+    let server = ob.server().to_string();
+    let label = format!("restore {}", ob.id());
+    retried(
+        &sh.retry,
+        sh.seed,
+        &format!("restore/{}", ob.id()),
+        || false,
+        |attempt, d, e: &OpError| {
+            sh.recorder.emit(Event::Retrying {
+                host: server.clone(),
+                action: label.clone(),
+                attempt,
+                delay_ms: d.as_millis() as u64,
+                error: e.to_string(),
+            })
+        },
+        |_| async move {
             let mut o = ops.lock().await;
             match ob {
                 Obligation::ReplicaHold { .. } => {
@@ -1029,33 +1237,23 @@ pub async fn restore_one<C: Connector>(
                         // Inherit the upstream's (repaired) approvals.
                         o.sync_now(3600).await?;
                     }
-                    Ok(())
+                    Ok(if r.changed {
+                        Closure::Restored
+                    } else {
+                        Closure::NotNeeded
+                    })
                 }
                 Obligation::LocaleSwitch { previous, .. } => {
-                    o.set_culture(previous).await.map(|_| ())
+                    let r = o.set_culture(previous).await?;
+                    Ok(if r.previous.eq_ignore_ascii_case(previous) {
+                        Closure::NotNeeded
+                    } else {
+                        Closure::Restored
+                    })
                 }
             }
-        }
-        .await;
-        match r {
-            Ok(()) => return Ok("restored".into()),
-            Err(e) if e.is_transient() || e.kind() == Some(ErrorKind::ConfigBusy) => {
-                match delays.next() {
-                    Some(d) => {
-                        let _ = sh.events.send(Event::Retrying {
-                            host: ob.server().to_string(),
-                            action: format!("restore {}", ob.id()),
-                            attempt,
-                            delay_ms: d.as_millis() as u64,
-                            error: e.to_string(),
-                        });
-                        tokio::time::sleep(d).await;
-                        attempt += 1;
-                    }
-                    None => return Err(e.to_string()),
-                }
-            }
-            Err(e) => return Err(e.to_string()),
-        }
-    }
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())
 }

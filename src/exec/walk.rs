@@ -17,8 +17,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::connect::{Connector, Target};
-use super::facts::retrying;
 use super::retry::RetryPolicy;
+use super::retry::retrying;
 use crate::core::discovered::{AddressSource, FoundServer};
 use crate::core::hosts::HostsFile;
 use crate::core::inventory::{
@@ -352,12 +352,14 @@ impl<C: Connector> Probe for WinrmProbe<C> {
         let since = Utc::now();
         let facts = retrying!(
             self.retry,
+            crate::exec::facts::READ_SEED,
             format!("{name}/facts"),
             ops.facts(&self.update, Some(since), &[] as &[&str])
         );
         let children = match &facts {
             Ok(_) => Some(retrying!(
                 self.retry,
+                crate::exec::facts::READ_SEED,
                 format!("{name}/child_servers"),
                 ops.child_servers()
             )),

@@ -14,7 +14,7 @@ pub struct RunDir {
 impl RunDir {
     /// The run folder for `inventory` under `state_dir`.
     pub fn new(state_dir: &Path, inventory: &Path) -> RunDir {
-        let abs = std::fs::canonicalize(inventory).unwrap_or_else(|_| inventory.to_path_buf());
+        let abs = absolute(inventory);
         let digest = Sha256::digest(abs.to_string_lossy().as_bytes());
         let hash: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
         let stem: String = inventory
@@ -57,14 +57,16 @@ impl RunDir {
         self.root.join("runs").join(format!("{run_id}.jsonl"))
     }
 
-    /// Every run ID, oldest first.
+    /// Every run ID, oldest first (temporary files of a journal being created are not runs).
     pub fn runs(&self) -> Vec<String> {
         let mut ids: Vec<String> = std::fs::read_dir(self.root.join("runs"))
             .into_iter()
             .flatten()
             .filter_map(|e| {
                 let name = e.ok()?.file_name().into_string().ok()?;
-                name.strip_suffix(".jsonl").map(str::to_string)
+                name.strip_suffix(".jsonl")
+                    .filter(|id| !id.starts_with('.'))
+                    .map(str::to_string)
             })
             .collect();
         ids.sort();
@@ -86,12 +88,40 @@ pub fn new_run_id() -> String {
     )
 }
 
-/// The state folder: `--state-dir`, else `$WSUSFIX_STATE_DIR`, else `.wsusfix` in the current
-/// folder.
+/// The state folder: `--state-dir`, else `$WSUSFIX_STATE_DIR`, else the user's own state
+/// folder, whatever the current folder is (docs/decisions.md): `$XDG_STATE_HOME/wsusfix`, else
+/// `~/.local/state/wsusfix` (on Windows `%LOCALAPPDATA%\wsusfix`). Only a machine without a
+/// home folder falls back to `.wsusfix` in the current folder.
 pub fn state_dir(flag: Option<&Path>) -> PathBuf {
+    let from_env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     flag.map(Path::to_path_buf)
-        .or_else(|| std::env::var_os("WSUSFIX_STATE_DIR").map(PathBuf::from))
+        .or_else(|| from_env("WSUSFIX_STATE_DIR"))
+        .or_else(|| default_state_dir(&from_env))
         .unwrap_or_else(|| PathBuf::from(".wsusfix"))
+}
+
+fn default_state_dir(env: &dyn Fn(&str) -> Option<PathBuf>) -> Option<PathBuf> {
+    if cfg!(windows) {
+        return env("LOCALAPPDATA").map(|d| d.join("wsusfix"));
+    }
+    env("XDG_STATE_HOME")
+        .filter(|d| d.is_absolute())
+        .or_else(|| env("HOME").map(|h| h.join(".local").join("state")))
+        .map(|d| d.join("wsusfix"))
+}
+
+/// The inventory's path as the journal records it: absolute, so that a run is picked up from
+/// any folder.
+pub fn absolute(inventory: &Path) -> PathBuf {
+    std::fs::canonicalize(inventory).unwrap_or_else(|_| {
+        std::env::current_dir()
+            .map(|d| d.join(inventory))
+            .unwrap_or_else(|_| inventory.to_path_buf())
+    })
 }
 
 #[cfg(test)]
@@ -119,5 +149,36 @@ mod tests {
         }
         assert_eq!(rd.latest().as_deref(), Some("20261124T100000.000Z-00001"));
         assert!(new_run_id().as_str() > "20200101");
+    }
+
+    #[test]
+    fn the_default_state_folder_does_not_depend_on_the_current_folder() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                vars.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| PathBuf::from(v))
+            }
+        };
+        if cfg!(windows) {
+            return;
+        }
+        assert_eq!(
+            default_state_dir(&env(&[("HOME", "/home/admin")])),
+            Some(PathBuf::from("/home/admin/.local/state/wsusfix"))
+        );
+        assert_eq!(
+            default_state_dir(&env(&[
+                ("HOME", "/home/admin"),
+                ("XDG_STATE_HOME", "/var/st")
+            ])),
+            Some(PathBuf::from("/var/st/wsusfix"))
+        );
+        // A relative XDG_STATE_HOME is invalid by the spec and ignored.
+        assert_eq!(
+            default_state_dir(&env(&[("HOME", "/h"), ("XDG_STATE_HOME", "rel")])),
+            Some(PathBuf::from("/h/.local/state/wsusfix"))
+        );
+        assert_eq!(default_state_dir(&env(&[])), None);
     }
 }

@@ -14,14 +14,14 @@ use serde_json::json;
 use super::makespan;
 use super::workload::{self, Workload};
 use crate::core::inventory;
-use crate::core::plan;
 use crate::exec::connect::WinrmConnector;
 use crate::exec::events::Event;
-use crate::exec::run::{self, Job, RunConfig};
+use crate::exec::run::RunConfig;
+use crate::exec::session::{Outcome, RunInputs, Session, Start};
+use crate::exec::signals;
 use crate::exit;
-use crate::journal::paths;
-use crate::journal::record::{JOURNAL_FORMAT_VERSION, Record, ServerResult, now};
-use crate::journal::writer::JournalWriter;
+use crate::journal::paths::RunDir;
+use crate::journal::record::ServerResult;
 use crate::report::Sink;
 use crate::report::recap::Recap;
 use crate::sim::fleet::{Fleet, FleetConfig};
@@ -232,20 +232,6 @@ fn run_plan(a: &ChildArgs) -> Result<serde_json::Value, String> {
     let w = Workload::new(a.servers, a.tiers, a.seed, a.port);
     let (inv, pb, plan) = makespan::planned(&w)?;
     let dir = std::env::temp_dir().join(format!("wsusfix-bench-{}", std::process::id()));
-    let run_id = paths::new_run_id();
-    let journal_path = dir.join(format!("{run_id}.jsonl"));
-    let header = Record::Header {
-        format_version: JOURNAL_FORMAT_VERSION,
-        run_id: run_id.clone(),
-        fingerprint: plan.fingerprint.clone(),
-        tool_version: plan::TOOL_VERSION.to_string(),
-        inventory: "generated".into(),
-        playbook: None,
-        at: now(),
-        plan: Box::new(plan.clone()),
-    };
-    let journal = JournalWriter::create(&journal_path, &header)
-        .map_err(|e| format!("cannot create the journal {}: {e}", journal_path.display()))?;
     let connector = Arc::new(WinrmConnector::new(
         Arc::new(Resolver::new(Path::new("."))),
         Path::new("."),
@@ -257,8 +243,13 @@ fn run_plan(a: &ChildArgs) -> Result<serde_json::Value, String> {
         ..RunConfig::default()
     };
     let rt = runtime()?;
+    let inventory_path = dir.join("generated.yaml");
+    let session = Session {
+        run_dir: RunDir::new(&dir, &inventory_path),
+        connector,
+        config: cfg,
+    };
     let setup_ms = t_setup.elapsed().as_secs_f64() * 1000.0;
-    let (_interrupts_tx, interrupts) = tokio::sync::watch::channel(0u32);
     let mut timeline = Timeline {
         t0: Instant::now(),
         started: HashMap::new(),
@@ -267,34 +258,33 @@ fn run_plan(a: &ChildArgs) -> Result<serde_json::Value, String> {
         retries: 0,
     };
     let t0 = timeline.t0;
-    let report = rt.block_on(run::execute(
-        Job {
-            command: "apply",
-            plan: &plan,
+    let outcome = rt.block_on(session.run(
+        Start::Fresh(Box::new(plan), crate::journal::paths::new_run_id()),
+        RunInputs {
             inventory: &inv,
             playbook: &pb,
-            journal,
-            resumed: None,
-            connector,
-            interrupts,
+            inventory_path: &inventory_path,
+            playbook_path: None,
         },
-        cfg,
+        signals::none(),
         &mut timeline,
     ));
     let wall_ms = t0.elapsed().as_secs_f64() * 1000.0;
     drop(rt);
-    let journal_bytes = std::fs::metadata(&journal_path).map_or(0, |m| m.len());
+    let exit_code = outcome.exit_code();
+    let report = match outcome {
+        Outcome::Ran(r) => r,
+        Outcome::Refused(r) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(r.message());
+        }
+    };
+    let journal_bytes = std::fs::metadata(&report.journal).map_or(0, |m| m.len());
     let _ = std::fs::remove_dir_all(&dir);
     let u = usage();
     let mut results: BTreeMap<&str, u64> = BTreeMap::new();
     for (_, r) in timeline.finished.values() {
-        let k = match r {
-            ServerResult::Done => "done",
-            ServerResult::Failed => "failed",
-            ServerResult::Blocked => "blocked",
-            ServerResult::Skipped => "skipped",
-        };
-        *results.entry(k).or_default() += 1;
+        *results.entry(r.word()).or_default() += 1;
     }
     let total = |f: fn(&crate::winrm::TransportStats) -> u64| -> u64 {
         report.stats.iter().map(|(_, s)| f(s)).sum()
@@ -310,7 +300,7 @@ fn run_plan(a: &ChildArgs) -> Result<serde_json::Value, String> {
         })
         .collect();
     Ok(json!({
-        "exit_code": report.exit_code,
+        "exit_code": exit_code,
         "makespan_ms": report.recap.duration_ms,
         "wall_ms": wall_ms,
         "setup_ms": setup_ms,

@@ -131,7 +131,7 @@ fn path_label(plan: &Plan, name: &str) -> String {
             };
             format!(
                 "{} {role}",
-                s.path.trim_start_matches("3.0-").to_uppercase()
+                s.path.as_str().trim_start_matches("3.0-").to_uppercase()
             )
         })
         .unwrap_or_default()
@@ -376,7 +376,7 @@ mod tests {
             let i = index_of(&s.name).unwrap();
             // At least the facts; an SP1 server also an install of two seconds or more.
             assert!(d[i] >= 30, "{}", s.name);
-            if s.path == "3.0-sp1" {
+            if s.path.as_str() == "3.0-sp1" {
                 assert!(d[i] >= 2000 + 6 * 30, "{}: {}", s.name, d[i]);
             }
         }

@@ -210,7 +210,11 @@ mod tests {
         let p = planned(&w);
         let ops =
             |s: &PlannedServer| -> Vec<&str> { operations(s).into_iter().map(|o| o.1).collect() };
-        let sp1 = p.servers.iter().find(|s| s.path == "3.0-sp1").unwrap();
+        let sp1 = p
+            .servers
+            .iter()
+            .find(|s| s.path.as_str() == "3.0-sp1")
+            .unwrap();
         assert_eq!(
             ops(sp1),
             [
@@ -225,7 +229,9 @@ mod tests {
         let replica = p
             .servers
             .iter()
-            .find(|s| s.path == "3.0-rtm" && s.role == crate::core::inventory::Role::Replica)
+            .find(|s| {
+                s.path.as_str() == "3.0-rtm" && s.role == crate::core::inventory::Role::Replica
+            })
             .unwrap();
         assert_eq!(
             ops(replica),
@@ -242,7 +248,9 @@ mod tests {
         let autonomous = p
             .servers
             .iter()
-            .find(|s| s.path == "3.0-rtm" && s.role != crate::core::inventory::Role::Replica)
+            .find(|s| {
+                s.path.as_str() == "3.0-rtm" && s.role != crate::core::inventory::Role::Replica
+            })
             .unwrap();
         assert_eq!(
             ops(autonomous),

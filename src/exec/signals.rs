@@ -1,0 +1,94 @@
+//! The signals that ask a run to stop: Ctrl-C (SIGINT), SIGTERM (`kill`, `timeout`, systemd, a
+//! cancelled CI job) and SIGHUP (a closed terminal or SSH session) all take the same path: the
+//! first stops scheduling and lets running steps finish and restores run; the second stops at
+//! once. On Windows, Ctrl-C, Ctrl-Break and a closed console take the same path.
+
+use tokio::sync::watch;
+
+use super::run::Signals;
+use crate::journal::record::Signal;
+
+/// Starts listening (inside a runtime) and returns the count of signals so far.
+pub fn listen() -> watch::Receiver<Signals> {
+    let (tx, rx) = watch::channel(Signals::default());
+    tokio::spawn(async move {
+        let mut next = waiter();
+        loop {
+            let Some(sig) = next.next().await else { break };
+            let mut s = *tx.borrow();
+            s.count += 1;
+            s.last = sig;
+            if tx.send(s).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// A receiver that never sees a signal (benchmarks, the demo's own runs).
+pub fn none() -> watch::Receiver<Signals> {
+    let (tx, rx) = watch::channel(Signals::default());
+    // Keep the sender alive for the program's life: a closed channel would read as a change.
+    std::mem::forget(tx);
+    rx
+}
+
+#[cfg(unix)]
+struct Waiter {
+    int: Option<tokio::signal::unix::Signal>,
+    term: Option<tokio::signal::unix::Signal>,
+    hup: Option<tokio::signal::unix::Signal>,
+}
+
+#[cfg(unix)]
+fn waiter() -> Waiter {
+    use tokio::signal::unix::{SignalKind, signal};
+    let make = |k: SignalKind, name: &str| match signal(k) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!("cannot listen for {name}: {e}");
+            None
+        }
+    };
+    Waiter {
+        int: make(SignalKind::interrupt(), "SIGINT"),
+        term: make(SignalKind::terminate(), "SIGTERM"),
+        hup: make(SignalKind::hangup(), "SIGHUP"),
+    }
+}
+
+/// Waits for a signal that may not be listened for (then forever).
+#[cfg(unix)]
+async fn recv(s: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match s {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(unix)]
+impl Waiter {
+    async fn next(&mut self) -> Option<Signal> {
+        tokio::select! {
+            s = recv(&mut self.int) => s.map(|()| Signal::Sigint),
+            s = recv(&mut self.term) => s.map(|()| Signal::Sigterm),
+            s = recv(&mut self.hup) => s.map(|()| Signal::Sighup),
+        }
+    }
+}
+
+#[cfg(not(unix))]
+struct Waiter;
+
+#[cfg(not(unix))]
+fn waiter() -> Waiter {
+    Waiter
+}
+
+#[cfg(not(unix))]
+impl Waiter {
+    async fn next(&mut self) -> Option<Signal> {
+        tokio::signal::ctrl_c().await.ok().map(|()| Signal::Sigint)
+    }
+}
