@@ -424,6 +424,25 @@ impl<'a, C: Connector> Unit<'a, C> {
                 ))
             }
             StepKind::SyncFromUpstream => {
+                // Only a replica that was held has anything to inherit again; a turn stopped
+                // before its hold leaves the server as it was.
+                let hold = steps
+                    .iter()
+                    .position(|s| s.kind == StepKind::SwitchToAutonomous);
+                let name = self.name().to_string();
+                let held = hold.is_some_and(|h| {
+                    self.sh.recorder.with_progress(|p| {
+                        p.servers
+                            .get(&name)
+                            .is_some_and(|s| s.steps.contains_key(&h))
+                    })
+                });
+                if !held {
+                    return Ok((
+                        StepOutcome::Skipped,
+                        "the replica was not held: nothing to inherit again".into(),
+                    ));
+                }
                 let r = ops.lock().await.sync_now(3600).await?;
                 Ok((
                     StepOutcome::Changed,
@@ -952,13 +971,41 @@ impl<C: Connector> Unit<'_, C> {
             .iter()
             .enumerate()
             .find(|(i, s)| s.phase == Phase::Verify && *i >= self.spec.from);
-        if let Some((_, st)) = verify
+        if let Some((i, st)) = verify
             && let StepKind::Do(Action::DetectNow { attempts, timeout }) = &st.kind
         {
             if self.halted() {
                 return self.interrupted(TurnPhase::Verification, path, &steps);
             }
-            match self.verify(*attempts, *timeout).await {
+            if let Err(j) = self.verify_step_started(i).await {
+                return self.outcome(
+                    ServerResult::Failed,
+                    Some(Reason::JournalFailed {
+                        error: j.error,
+                        step: Some(i),
+                    }),
+                    path,
+                    &steps,
+                );
+            }
+            let result = self.verify(*attempts, *timeout).await;
+            let (outcome, detail) = match &result {
+                Ok(f) if f.is_empty() => {
+                    (StepOutcome::Ok, "every canary client detects".to_string())
+                }
+                Ok(f) => (
+                    StepOutcome::Failed,
+                    format!("{} canary client(s) still fail", f.len()),
+                ),
+                Err(_) => (
+                    StepOutcome::Failed,
+                    "not every client was checked".to_string(),
+                ),
+            };
+            if !matches!(result, Err(Halt::Interrupted)) {
+                let _ = self.verify_step_finished(i, outcome, detail).await;
+            }
+            match result {
                 Ok(f) if f.is_empty() => {}
                 Ok(clients) => {
                     return self.outcome(
@@ -977,6 +1024,54 @@ impl<C: Connector> Unit<'_, C> {
             }
         }
         self.outcome(ServerResult::Done, None, path, &steps)
+    }
+
+    async fn verify_step_started(&self, i: usize) -> Result<(), JournalFailure> {
+        let name = self.name().to_string();
+        self.record(
+            Record::StepStarted {
+                server: name.clone(),
+                step: i,
+                action: "detect-now".into(),
+                attempt: 1,
+                at: now(),
+            },
+            Some(Event::StepStarted {
+                server: name,
+                step: i,
+                action: "detect-now".into(),
+                attempt: 1,
+            }),
+        )
+        .await
+    }
+
+    async fn verify_step_finished(
+        &self,
+        i: usize,
+        outcome: StepOutcome,
+        detail: String,
+    ) -> Result<(), JournalFailure> {
+        let name = self.name().to_string();
+        self.record(
+            Record::StepFinished {
+                server: name.clone(),
+                step: i,
+                action: "detect-now".into(),
+                outcome,
+                detail: detail.clone(),
+                at: now(),
+            },
+            Some(Event::StepFinished {
+                server: name,
+                step: i,
+                action: "detect-now".into(),
+                outcome,
+                detail,
+                duration_ms: 0,
+            }),
+        )
+        .await
     }
 
     /// An interrupted turn: before or after changes, with what did not run.
