@@ -508,3 +508,47 @@ fn runs_are_found_from_any_folder_without_a_state_folder_option() {
     let st = run(elsewhere.path(), &["status", "-i", inv.to_str().unwrap()]);
     assert_eq!(st.code, 0, "{}", st.stderr);
 }
+
+#[test]
+fn a_replica_that_stops_answering_is_given_up_within_the_documented_bound() {
+    let lab = Lab::start(
+        "lab.yaml",
+        171,
+        Some(
+            "seed: 3\ndefaults: { latency_ms: [1, 2] }\nclient_defaults: { first_detection_after_repair_fails: 0.0 }\ntransport:\n  wsus-eu-paris: { hangs_after_requests: 14 }\n",
+        ),
+    );
+    let t = Instant::now();
+    let d = lab
+        .wsusfix(
+            "apply",
+            &["--yes", "--op-timeout", "2", "--stall-attempts", "2"],
+        )
+        .run()
+        .code(4);
+    // (3 calls x 2 attempts + the last try) x 2 x 2 s, plus the shell cleanup of the first
+    // silent request: well under a minute.
+    assert!(t.elapsed() < Duration::from_secs(50), "{:?}", t.elapsed());
+    assert!(
+        d.stdout
+            .contains("replica hold   wsus-eu-paris  restore-failed"),
+        "{}",
+        d.stdout
+    );
+    assert!(
+        d.stdout.contains("no answer from the server within 4 s"),
+        "{}",
+        d.stdout
+    );
+    assert!(d.stdout.contains("run `wsusfix restore"), "{}", d.stdout);
+    // The other servers were repaired meanwhile.
+    let s = lab.sim.state();
+    for r in ["wsus-eu", "wsus-us-dallas"] {
+        assert_eq!(s["servers"][r]["replica"], true, "{r}");
+        assert_eq!(s["servers"][r]["approvals_consistent"], true, "{r}");
+    }
+    lab.wsusfix("status", &[])
+        .run()
+        .code(4)
+        .stdout_has("HELD AUTONOMOUS by this run: wsus-eu-paris");
+}

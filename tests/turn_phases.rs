@@ -391,6 +391,7 @@ impl Bed {
             holds: BTreeMap::from([("hq".to_string(), Arc::new(Semaphore::new(4)))]),
             retry: RetryPolicy {
                 attempts: 3,
+                stall_attempts: 2,
                 base: Duration::from_millis(1),
                 max: Duration::from_millis(2),
             },

@@ -49,6 +49,18 @@ pub struct RunOpts {
     /// Start no new server after N failures (restores still run).
     #[arg(long, value_name = "N")]
     pub max_failures: Option<usize>,
+    /// Tries of a remote call that fails in a way that may pass: a refused connection, an HTTP
+    /// 5xx, a busy WSUS configuration (1: no retry).
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub attempts: u32,
+    /// Tries of a remote call while the host does not answer at all (each costs a request
+    /// timeout; docs/exit-codes.md says how long a silent host can hold a run).
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub stall_attempts: u32,
+    /// Seconds a host may take to answer a WinRM request, for every host (1-60; default: each
+    /// host's winrm.operation_timeout, else 20).
+    #[arg(long, value_name = "SECONDS")]
+    pub op_timeout: Option<u64>,
     /// Seed of retry jitter.
     #[arg(long, default_value_t = 0x5eed, hide = true)]
     pub seed: u64,
@@ -142,8 +154,18 @@ fn config(o: &RunOpts, err: &mut dyn Write) -> Result<RunConfig, i32> {
         }
         _ => Order::TopDown,
     };
-    if o.parallel == 0 || o.max_held == 0 {
-        let _ = writeln!(err, "error: --parallel and --max-held must be at least 1");
+    if o.parallel == 0 || o.max_held == 0 || o.attempts == 0 || o.stall_attempts == 0 {
+        let _ = writeln!(
+            err,
+            "error: --parallel, --max-held, --attempts and --stall-attempts must be at least 1"
+        );
+        return Err(exit::INVALID);
+    }
+    if o.op_timeout.is_some_and(|t| !(1..=60).contains(&t)) {
+        let _ = writeln!(
+            err,
+            "error: --op-timeout must be from 1 to 60 seconds (a WinRM operation timeout)"
+        );
         return Err(exit::INVALID);
     }
     Ok(RunConfig {
@@ -153,8 +175,18 @@ fn config(o: &RunOpts, err: &mut dyn Write) -> Result<RunConfig, i32> {
         max_failures: o.max_failures,
         seed: o.seed,
         order,
-        ..RunConfig::default()
+        retry: crate::exec::retry::RetryPolicy {
+            attempts: o.attempts,
+            stall_attempts: o.stall_attempts,
+            ..Default::default()
+        },
     })
+}
+
+/// The connector of a run's options.
+fn connector(o: &RunOpts, resolver: Arc<Resolver>, base: &Path) -> WinrmConnector {
+    WinrmConnector::new(resolver, base)
+        .with_operation_timeout(o.op_timeout.map(std::time::Duration::from_secs))
 }
 
 /// Asks `question` on the terminal (on stderr, so that `--format json` output stays clean);
@@ -300,7 +332,7 @@ pub fn apply(a: &ApplyArgs, _out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     let state_dir = paths::state_dir(a.run.state_dir.as_deref());
     let session = Session {
         run_dir: RunDir::new(&state_dir, &a.input.inventory),
-        connector: Arc::new(WinrmConnector::new(resolver, &base)),
+        connector: Arc::new(connector(&a.run, resolver, &base)),
         config: cfg,
     };
     let run_inputs = RunInputs {
@@ -385,7 +417,7 @@ fn pick_up(select: &RunSelect, run: &RunOpts, restore_only: bool, err: &mut dyn 
     let mut sink = report::choose(run.format, &run_id);
     let session = Session {
         run_dir: rd,
-        connector: Arc::new(WinrmConnector::new(resolver, &base)),
+        connector: Arc::new(connector(run, resolver, &base)),
         config: cfg,
     };
     let run_inputs = RunInputs {

@@ -535,9 +535,22 @@ impl<'d> Validator<'d> {
                 ));
                 None
             }
+            None if node.kind() == "a number" => {
+                self.err(Diagnostic::error(
+                    format!(
+                        "{what} must be a whole number from 1 to 65535, found {}",
+                        node.as_scalar_text().unwrap_or("a fraction")
+                    ),
+                    node.span,
+                ));
+                None
+            }
             None => {
                 self.err(Diagnostic::error(
-                    format!("{what} must be a number, found {}", node.kind()),
+                    format!(
+                        "{what} must be a number from 1 to 65535, found {}",
+                        node.kind()
+                    ),
                     node.span,
                 ));
                 None
@@ -903,6 +916,7 @@ impl<'d> Validator<'d> {
         let mut servers: Vec<Server> = Vec::with_capacity(entries.len());
         let mut upstream_spans: HashMap<String, (String, Span)> = HashMap::new();
         let mut name_spans: BTreeMap<String, Span> = BTreeMap::new();
+        let mut by_lower: BTreeMap<String, (String, Span)> = BTreeMap::new();
         let mut ok = true;
         for (key, body) in entries {
             let Some(name) = key.as_scalar_text() else {
@@ -913,14 +927,23 @@ impl<'d> Validator<'d> {
                 ok = false;
                 continue;
             };
-            if let Some(first) = name_spans.get(name) {
+            // Windows host names, and so server names, are unique whatever their case.
+            if let Some((first_name, first)) = by_lower.get(&name.to_ascii_lowercase()) {
+                let msg = if first_name == name {
+                    format!("duplicate server name `{name}`")
+                } else {
+                    format!(
+                        "duplicate server name `{name}`: names are unique whatever their case, and `{first_name}` is already a server"
+                    )
+                };
                 self.err(
-                    Diagnostic::error(format!("duplicate server name `{name}`"), key.span)
+                    Diagnostic::error(msg, key.span)
                         .with_label(format!("first defined at line {}", first.start.line)),
                 );
                 ok = false;
                 continue;
             }
+            by_lower.insert(name.to_ascii_lowercase(), (name.to_string(), key.span));
             name_spans.insert(name.to_string(), key.span);
             if let Err(msg) = check_name(name) {
                 self.err(Diagnostic::error(

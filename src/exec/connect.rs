@@ -75,6 +75,7 @@ pub trait Connector: Send + Sync + 'static {
 pub struct WinrmConnector {
     resolver: Arc<Resolver>,
     base_dir: PathBuf,
+    operation_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for WinrmConnector {
@@ -91,7 +92,14 @@ impl WinrmConnector {
         WinrmConnector {
             resolver,
             base_dir: base_dir.to_path_buf(),
+            operation_timeout: None,
         }
+    }
+
+    /// Every host's WinRM operation timeout is `t` (`--op-timeout`) instead of the inventory's.
+    pub fn with_operation_timeout(mut self, t: Option<Duration>) -> Self {
+        self.operation_timeout = t;
+        self
     }
 }
 
@@ -128,7 +136,11 @@ impl Connector for WinrmConnector {
             .resolver
             .resolve(&t.credentials.password, &t.credentials.username)
             .map_err(|e| format!("{}: {e}", t.name))?;
-        Session::new(endpoint(t, password, &self.base_dir)).map_err(|e| e.to_string())
+        let mut e = endpoint(t, password, &self.base_dir);
+        if let Some(op) = self.operation_timeout {
+            e.operation_timeout = op;
+        }
+        Session::new(e).map_err(|e| e.to_string())
     }
 
     fn stats(remote: &Session) -> Option<TransportStats> {
@@ -227,5 +239,15 @@ impl Remote for Session {
 
     fn is_transient(err: &Self::Error) -> bool {
         err.is_transient()
+    }
+
+    fn is_stall(err: &Self::Error) -> bool {
+        matches!(
+            err.failure(),
+            crate::winrm::Failure::Timeout {
+                cause: crate::winrm::TimeoutCause::Request,
+                ..
+            }
+        )
     }
 }

@@ -23,6 +23,7 @@ use crate::wsus::{Facts, OpError, UpdateState, WsusOps};
 pub fn read_retry() -> RetryPolicy {
     RetryPolicy {
         attempts: 3,
+        stall_attempts: 1,
         base: Duration::from_millis(200),
         max: Duration::from_secs(2),
     }

@@ -12,6 +12,11 @@ use crate::wsus::{ErrorKind, OpError};
 pub trait Transient {
     /// True when trying again later may succeed.
     fn is_transient_failure(&self) -> bool;
+
+    /// True when the failure cost a whole request timeout (the host did not answer at all).
+    fn is_stall(&self) -> bool {
+        false
+    }
 }
 
 /// The one definition for operations: the transport failed in a way that may pass (a refused
@@ -20,6 +25,10 @@ pub trait Transient {
 impl Transient for OpError {
     fn is_transient_failure(&self) -> bool {
         self.is_transient() || self.kind() == Some(ErrorKind::ConfigBusy)
+    }
+
+    fn is_stall(&self) -> bool {
+        matches!(self, OpError::Transport { stalled: true, .. })
     }
 }
 
@@ -41,17 +50,22 @@ where
 {
     let mut delays = policy.delays(seed, label);
     let mut n = 1;
+    let mut stalls = 0;
     loop {
         match attempt(n).await {
             Ok(v) => return Ok(v),
-            Err(e) if e.is_transient_failure() && !stop() => match delays.next() {
-                Some(d) => {
-                    on_retry(n, d, &e);
-                    tokio::time::sleep(d).await;
-                    n += 1;
+            Err(e)
+                if e.is_transient_failure() && !stop() && policy.again_after(&e, &mut stalls) =>
+            {
+                match delays.next() {
+                    Some(d) => {
+                        on_retry(n, d, &e);
+                        tokio::time::sleep(d).await;
+                        n += 1;
+                    }
+                    None => return Err(e),
                 }
-                None => return Err(e),
-            },
+            }
             Err(e) => return Err(e),
         }
     }
@@ -63,10 +77,14 @@ where
 macro_rules! retrying {
     ($retry:expr, $seed:expr, $label:expr, $op:expr) => {{
         let mut delays = $retry.delays($seed, &$label);
+        let mut stalls = 0;
         loop {
             match $op.await {
                 Ok(v) => break Ok(v),
-                Err(e) if $crate::exec::retry::Transient::is_transient_failure(&e) => {
+                Err(e)
+                    if $crate::exec::retry::Transient::is_transient_failure(&e)
+                        && $retry.again_after(&e, &mut stalls) =>
+                {
                     match delays.next() {
                         Some(d) => tokio::time::sleep(d).await,
                         None => break Err(e),
@@ -79,11 +97,16 @@ macro_rules! retrying {
 }
 pub(crate) use retrying;
 
-/// How transient failures are retried.
+/// How transient failures are retried. A host that does not answer at all costs a whole
+/// request timeout per attempt, so such failures get fewer attempts (`stall_attempts`): the
+/// bound on giving up on a silent host is documented in docs/exit-codes.md ("How long a run
+/// waits for a host").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Attempts in all (1: no retry).
     pub attempts: u32,
+    /// Attempts in all when every failure so far was a stall (the host did not answer).
+    pub stall_attempts: u32,
     /// Delay before the second attempt.
     pub base: Duration,
     /// Upper bound of a delay.
@@ -94,6 +117,7 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
             attempts: 5,
+            stall_attempts: 2,
             base: Duration::from_millis(200),
             max: Duration::from_secs(10),
         }
@@ -101,6 +125,26 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// After failure `e` (transient), whether another attempt is allowed by the stall cap;
+    /// `stalls` counts the stalls so far.
+    pub fn again_after(&self, e: &impl Transient, stalls: &mut u32) -> bool {
+        if e.is_stall() {
+            *stalls += 1;
+            *stalls < self.stall_attempts.max(1)
+        } else {
+            true
+        }
+    }
+
+    /// The policy of a last try: one attempt.
+    pub fn once(self) -> RetryPolicy {
+        RetryPolicy {
+            attempts: 1,
+            stall_attempts: 1,
+            ..self
+        }
+    }
+
     /// The delays between attempts ("equal jitter": half fixed, half random, so retries of
     /// many hosts do not fall in step).
     pub fn delays(&self, seed: u64, label: &str) -> Backoff {
@@ -147,6 +191,7 @@ mod tests {
     fn delays_grow_are_bounded_and_stop() {
         let p = RetryPolicy {
             attempts: 6,
+            stall_attempts: 2,
             base: Duration::from_millis(100),
             max: Duration::from_millis(500),
         };
@@ -179,10 +224,22 @@ mod tests {
         }
     }
 
+    #[derive(Debug)]
+    struct Silent;
+    impl Transient for Silent {
+        fn is_transient_failure(&self) -> bool {
+            true
+        }
+        fn is_stall(&self) -> bool {
+            true
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn transient_failures_are_retried_and_permanent_ones_are_not() {
         let p = RetryPolicy {
             attempts: 4,
+            stall_attempts: 2,
             base: Duration::from_millis(100),
             max: Duration::from_secs(1),
         };
@@ -242,5 +299,22 @@ mod tests {
         )
         .await;
         assert_eq!(calls, 4, "the policy's attempts, no more");
+        let mut calls = 0;
+        let _: Result<u32, Silent> = retried(
+            &p,
+            1,
+            "h",
+            || false,
+            |_, _, _| {},
+            |_| {
+                calls += 1;
+                async { Err(Silent) }
+            },
+        )
+        .await;
+        assert_eq!(
+            calls, 2,
+            "a host that does not answer gets the stall attempts only"
+        );
     }
 }

@@ -156,11 +156,15 @@ fn shared<C: Connector>(
 
 /// Restores a list of obligations (each on its server), journaling each outcome. Returns the
 /// servers whose obligations are still open.
-pub async fn drain<C: Connector>(sh: &Shared<C>, obligations: &[Obligation]) -> BTreeSet<String> {
+pub async fn drain<C: Connector>(
+    sh: &Shared<C>,
+    obligations: &[Obligation],
+    policy: RetryPolicy,
+) -> BTreeSet<String> {
     let mut still_open = BTreeSet::new();
     for ob in obligations {
         let restored = match sh.pool.get(ob.server()) {
-            Ok(ops) => unit::restore_one(sh, &ops, ob).await,
+            Ok(ops) => unit::restore_with(sh, &ops, ob, policy).await,
             Err(e) => Err(e),
         };
         match restored {
@@ -293,7 +297,7 @@ pub async fn execute<C: Connector>(
         sink.event(&Event::RestoringFromJournal {
             obligations: first.len(),
         });
-        restore_first_failed = drain(&sh, &first).await;
+        restore_first_failed = drain(&sh, &first, cfg.retry).await;
         forward(&mut rx, sink);
     }
 
@@ -481,7 +485,14 @@ pub async fn execute<C: Connector>(
                     obligations: open.len(),
                 });
             }
-            drain(&sh, &open).await;
+            // A restore that already failed in this run gets one last attempt; the restores of
+            // `restore` itself get the whole policy.
+            let policy = if leave_alone && first.is_empty() {
+                cfg.retry
+            } else {
+                cfg.retry.once()
+            };
+            drain(&sh, &open, policy).await;
             forward(&mut rx, sink);
         }
     }

@@ -105,6 +105,8 @@ enum StepErr {
         message: String,
         /// Worth another try.
         transient: bool,
+        /// The host did not answer at all.
+        stalled: bool,
     },
     /// The journal could not take the step's record: nothing more is changed.
     Journal(JournalFailure),
@@ -129,12 +131,17 @@ impl Transient for StepErr {
             }
         )
     }
+
+    fn is_stall(&self) -> bool {
+        matches!(self, StepErr::Op { stalled: true, .. })
+    }
 }
 
 impl From<OpError> for StepErr {
     fn from(e: OpError) -> Self {
         StepErr::Op {
             transient: e.is_transient_failure(),
+            stalled: Transient::is_stall(&e),
             message: e.to_string(),
         }
     }
@@ -150,6 +157,7 @@ fn fail(message: impl Into<String>) -> StepErr {
     StepErr::Op {
         message: message.into(),
         transient: false,
+        stalled: false,
     }
 }
 
@@ -657,6 +665,7 @@ impl<'a, C: Connector> Unit<'a, C> {
         let sh = self.sh;
         let mut delays = sh.retry.delays(sh.seed, &format!("{name}/{i}"));
         let mut attempt = 1;
+        let mut stalls = 0;
         let result = loop {
             // The step's record is durable before the step: no record, no change.
             self.record(
@@ -678,7 +687,11 @@ impl<'a, C: Connector> Unit<'a, C> {
             match self.run_step(steps, i, attempt).await {
                 Ok(v) => break Ok(v),
                 Err(e @ StepErr::Journal(_)) => break Err(e),
-                Err(e) if e.is_transient_failure() && self.stop() != Stop::Now => {
+                Err(e)
+                    if e.is_transient_failure()
+                        && self.stop() != Stop::Now
+                        && sh.retry.again_after(&e, &mut stalls) =>
+                {
                     match delays.next() {
                         Some(d) => {
                             self.emit(Event::Retrying {
@@ -1307,10 +1320,20 @@ pub async fn restore_one<C: Connector>(
     ops: &Handle<C::Remote>,
     ob: &Obligation,
 ) -> Result<Closure, String> {
+    restore_with(sh, ops, ob, sh.retry).await
+}
+
+/// [`restore_one`] with its own retry policy.
+pub async fn restore_with<C: Connector>(
+    sh: &Shared<C>,
+    ops: &Handle<C::Remote>,
+    ob: &Obligation,
+    policy: RetryPolicy,
+) -> Result<Closure, String> {
     let server = ob.server().to_string();
     let label = format!("restore {}", ob.id());
     retried(
-        &sh.retry,
+        &policy,
         sh.seed,
         &format!("restore/{}", ob.id()),
         || false,

@@ -179,6 +179,7 @@ impl Fleet {
                 f.set_reject_credentials(t.bad_credentials);
                 // A host that dies mid-run: it stops answering after N requests.
                 f.set_die_after_requests(t.dies_after_requests.unwrap_or(0));
+                f.set_hang_after_requests(t.hangs_after_requests.unwrap_or(0));
             }
             hosts.push(spec);
             Ok(())

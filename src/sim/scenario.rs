@@ -106,6 +106,9 @@ pub struct TransportScenario {
     pub bad_credentials: bool,
     /// The host dies (refuses connections) after this many requests.
     pub dies_after_requests: Option<u64>,
+    /// The host stops answering (accepts, never replies) after this many requests.
+    #[serde(default)]
+    pub hangs_after_requests: Option<u64>,
 }
 
 /// A share path and what it holds.

@@ -73,9 +73,8 @@ impl Resolver {
             })?,
             SecretRef::File(p) => {
                 let path = self.base_dir.join(p);
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|e| format!("cannot read the password file {} (file:{p}): {e}", path.display()))?;
-                text.lines().next().unwrap_or("").to_string()
+                read_password_file(&path)
+                    .map_err(|e| format!("cannot read the password file {} (file:{p}): {e}", path.display()))?
             }
             SecretRef::Prompt => (self.prompter)(&format!("password for {username}"))?,
         };
@@ -89,6 +88,31 @@ impl Resolver {
             .insert(key, secret.clone());
         Ok(secret)
     }
+}
+
+/// The most a password file may hold: a password, not a disk image (`file:/dev/zero`).
+pub const MAX_PASSWORD_FILE: u64 = 64 * 1024;
+
+/// The first line of a password file, read up to [`MAX_PASSWORD_FILE`] bytes.
+fn read_password_file(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    f.take(MAX_PASSWORD_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_PASSWORD_FILE {
+        return Err(format!(
+            "it holds more than {} KiB, which is no password file",
+            MAX_PASSWORD_FILE / 1024
+        ));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| "it is not UTF-8 text".to_string())?;
+    let first = text.lines().next().unwrap_or("");
+    if first.contains('\0') {
+        return Err("its first line holds NUL characters".into());
+    }
+    Ok(first.to_string())
 }
 
 #[cfg(test)]
@@ -118,5 +142,12 @@ mod tests {
             .resolve(&SecretRef::File("missing.txt".into()), "u")
             .unwrap_err();
         assert!(e.contains("file:missing.txt"));
+        #[cfg(target_os = "linux")]
+        {
+            let e = r
+                .resolve(&SecretRef::File("/dev/zero".into()), "u")
+                .unwrap_err();
+            assert!(e.contains("more than 64 KiB"), "{e}");
+        }
     }
 }

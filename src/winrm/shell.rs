@@ -150,7 +150,11 @@ impl<E: Exchange> ShellDriver<E> {
     }
 
     fn request_timeout(&self, operation_timeout_secs: u64) -> Duration {
-        Duration::from_secs(operation_timeout_secs) + REQUEST_GRACE
+        // The server answers within its OperationTimeout; the grace covers the network and a
+        // busy server, up to REQUEST_GRACE, but never more than the timeout itself (a silent
+        // host then costs twice the operation timeout per request, not ten seconds more).
+        let op = Duration::from_secs(operation_timeout_secs);
+        op + REQUEST_GRACE.min(op.max(Duration::from_secs(2)))
     }
 
     async fn call(

@@ -204,6 +204,9 @@ pub enum OpError {
         source: TransportError,
         /// Safe to retry the whole operation later.
         transient: bool,
+        /// The host did not answer at all within the request timeout.
+        #[doc(hidden)]
+        stalled: bool,
     },
     /// The script's output broke the contract.
     #[error("{op}: malformed output: {detail}")]

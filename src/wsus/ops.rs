@@ -57,6 +57,7 @@ impl<R: Remote> WsusOps<R> {
             .map_err(|e| OpError::Transport {
                 op: name,
                 transient: R::is_transient(&e),
+                stalled: R::is_stall(&e),
                 source: Box::new(e),
             })?;
         parse_output(name, &out)

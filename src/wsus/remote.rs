@@ -30,6 +30,12 @@ pub trait Remote: Send {
     /// True when running the whole operation again later may succeed (a refused connection, a
     /// stalled request, an HTTP 5xx), false when it would fail the same way (bad credentials).
     fn is_transient(err: &Self::Error) -> bool;
+
+    /// True when the failure cost a whole timeout: the host did not answer at all. Such
+    /// failures are retried fewer times (`RetryPolicy::stall_attempts`).
+    fn is_stall(_err: &Self::Error) -> bool {
+        false
+    }
 }
 
 impl<R: Remote> Remote for &mut R {
@@ -45,5 +51,9 @@ impl<R: Remote> Remote for &mut R {
 
     fn is_transient(err: &Self::Error) -> bool {
         R::is_transient(err)
+    }
+
+    fn is_stall(err: &Self::Error) -> bool {
+        R::is_stall(err)
     }
 }

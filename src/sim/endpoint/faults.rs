@@ -23,6 +23,10 @@ pub struct TransportFaults {
     /// The host dies (refuses connections) after this many requests; 0 = never.
     die_after: AtomicU64,
     seen: AtomicU64,
+    /// The host hangs (accepts, never answers) after this many requests; 0 = never.
+    hang_after: AtomicU64,
+    hang_seen: AtomicU64,
+    hung: AtomicBool,
 }
 
 impl Default for TransportFaults {
@@ -43,6 +47,9 @@ impl TransportFaults {
             reject_credentials: AtomicBool::new(false),
             die_after: AtomicU64::new(0),
             seen: AtomicU64::new(0),
+            hang_after: AtomicU64::new(0),
+            hang_seen: AtomicU64::new(0),
+            hung: AtomicBool::new(false),
         }
     }
 
@@ -65,13 +72,30 @@ impl TransportFaults {
         self.die_after.store(n, Ordering::Relaxed);
     }
 
-    /// Counts one request; the host dies when its request budget is spent.
+    /// Counts one request; the host dies (or hangs) when its request budget is spent.
     pub fn count_request(&self) {
         let limit = self.die_after.load(Ordering::Relaxed);
         if limit > 0 && self.seen.fetch_add(1, Ordering::Relaxed) + 1 >= limit {
             self.die_after.store(0, Ordering::Relaxed);
             self.set_refuse_connections(true);
         }
+        let limit = self.hang_after.load(Ordering::Relaxed);
+        if limit > 0 && self.hang_seen.fetch_add(1, Ordering::Relaxed) + 1 > limit {
+            self.hung.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// The host stops answering after `n` more HTTP requests (0: never): it still accepts
+    /// connections and reads requests, as a hung WinRM service does, but never replies.
+    pub fn set_hang_after_requests(&self, n: u64) {
+        self.hang_seen.store(0, Ordering::Relaxed);
+        self.hang_after.store(n, Ordering::Relaxed);
+        self.hung.store(false, Ordering::Relaxed);
+    }
+
+    /// True once the host has stopped answering.
+    pub fn is_hung(&self) -> bool {
+        self.hung.load(Ordering::Relaxed)
     }
 
     /// Added before every HTTP request is answered.
@@ -138,6 +162,7 @@ impl TransportFaults {
         self.set_timeout_storm(0);
         self.set_reject_credentials(false);
         self.set_die_after_requests(0);
+        self.set_hang_after_requests(0);
     }
 
     pub(crate) fn watch_refuse(&self) -> watch::Receiver<bool> {

@@ -151,6 +151,10 @@ impl Connection {
         let host = Arc::clone(&self.host);
         Counters::bump(&host.counters.requests);
         host.spec.faults.count_request();
+        if host.spec.faults.is_hung() {
+            // A hung WinRM service: the request was read, no answer ever comes.
+            std::future::pending::<()>().await;
+        }
         let latency = host.spec.faults.latency();
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
