@@ -759,3 +759,183 @@ fn obligation_kinds_are_told_by_type() {
     );
     assert!(StepOutcome::Skipped.succeeded());
 }
+
+/// The dispatcher over the same fake: decisions in, turns scheduled top-down, blocks typed.
+async fn dispatch(
+    bed: &Bed,
+    records: Vec<Record>,
+) -> (Progress, Vec<Event>, wsusfix::exec::run::Executed) {
+    use wsusfix::core::resume::{Mode, decide};
+    use wsusfix::exec::run::{Job, RunConfig, execute};
+    let pb = playbook::load(playbook::DEFAULT_PLAYBOOK).playbook.unwrap();
+    let header = Record::Header {
+        format_version: wsusfix::core::record::JOURNAL_FORMAT_VERSION,
+        run_id: "t".into(),
+        fingerprint: bed.plan.fingerprint.clone(),
+        tool_version: "0".into(),
+        inventory: "inv.yaml".into(),
+        playbook: None,
+        at: "2026-12-04T10:00:00.000Z".into(),
+        plan: Box::new(bed.plan.clone()),
+    };
+    let w = JournalWriter::create(&bed.journal, &header).unwrap();
+    for r in &records {
+        w.append(r).await.unwrap();
+    }
+    let progress = Progress::replay(&records);
+    let decisions = decide(&bed.plan, &progress, Mode::Run);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let recorder = Arc::new(Recorder::new(w, progress, tx));
+    struct Collect(Vec<Event>);
+    impl wsusfix::report::Sink for Collect {
+        fn event(&mut self, e: &Event) {
+            self.0.push(e.clone());
+        }
+        fn recap(&mut self, _: &wsusfix::report::recap::Recap) {}
+        fn note(&mut self, _: &str) {}
+    }
+    let mut sink = Collect(Vec::new());
+    let cfg = RunConfig {
+        retry: RetryPolicy {
+            attempts: 2,
+            stall_attempts: 1,
+            base: Duration::from_millis(1),
+            max: Duration::from_millis(1),
+        },
+        ..RunConfig::default()
+    };
+    let executed = execute(
+        Job {
+            command: "apply",
+            plan: &bed.plan,
+            inventory: &bed.inv,
+            playbook: &pb,
+            decisions: &decisions,
+            recorder: recorder.clone(),
+            connector: Arc::new(FakeConnector {
+                world: bed.world.clone(),
+            }),
+            signals: wsusfix::exec::signals::none(),
+        },
+        cfg,
+        rx,
+        &mut sink,
+    )
+    .await;
+    (recorder.progress(), sink.0, executed)
+}
+
+#[tokio::test]
+async fn the_dispatcher_blocks_the_subtree_of_a_failed_server_with_a_typed_reason() {
+    let bed = Bed::new(vec![("hq", "facts", 1, Act::Fail)]);
+    let (p, events, _) = dispatch(&bed, vec![]).await;
+    let end = |s: &str| p.servers[s].end.clone().unwrap();
+    assert_eq!(end("hq").result, ServerResult::Failed);
+    for child in ["eu", "us"] {
+        assert_eq!(end(child).result, ServerResult::Blocked);
+        assert_eq!(
+            end(child).reason,
+            Some(Reason::Blocked {
+                upstream: "hq".into(),
+                upstream_result: ServerResult::Failed
+            })
+        );
+    }
+    assert!(bed.calls("eu").is_empty() && bed.calls("us").is_empty());
+    let finished: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ServerFinished { server, .. } => Some(server.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(finished[0], "hq", "the upstream first: {finished:?}");
+}
+
+#[tokio::test]
+async fn the_dispatcher_restores_first_and_resumes_from_the_decision() {
+    use wsusfix::core::record::{Closure, Obligation};
+    // An earlier attempt: hq done, eu's hold and main steps ended, its hold still open.
+    let bed = Bed::new(vec![]);
+    bed.world
+        .lock()
+        .unwrap()
+        .hosts
+        .get_mut("eu")
+        .unwrap()
+        .replica = false;
+    let step = |i: usize, a: &str| {
+        [
+            Record::StepStarted {
+                server: "eu".into(),
+                step: i,
+                action: a.into(),
+                attempt: 1,
+                at: "t".into(),
+            },
+            Record::StepFinished {
+                server: "eu".into(),
+                step: i,
+                action: a.into(),
+                outcome: StepOutcome::Changed,
+                detail: String::new(),
+                at: "t".into(),
+            },
+        ]
+    };
+    let mut records = vec![
+        Record::ServerFinished {
+            server: "hq".into(),
+            result: ServerResult::Done,
+            reason: None,
+            path: None,
+            at: "t".into(),
+        },
+        Record::ObligationOpened {
+            obligation: Obligation::ReplicaHold {
+                server: "eu".into(),
+            },
+            at: "t".into(),
+        },
+    ];
+    for (i, a) in [
+        "switch-to-autonomous",
+        "ensure-declined",
+        "approve-unchanged",
+        "decline",
+    ]
+    .iter()
+    .enumerate()
+    {
+        records.extend(step(i, a));
+    }
+    let (p, events, executed) = dispatch(&bed, records).await;
+    assert!(executed.restore_first_failed.is_empty());
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::RestoringFromJournal { obligations: 1 }))
+    );
+    assert!(matches!(
+        p.ledger[0].1.state,
+        wsusfix::core::replay::LedgerState::Closed(Closure::Restored)
+    ));
+    assert!(bed.calls("hq").is_empty(), "done earlier: not run again");
+    // eu: restored first (set_replica, sync), then its turn from the restore steps: facts, the
+    // switch back found nothing to do, the sync, the proof. No switch to autonomous again.
+    let eu = bed.calls("eu");
+    assert_eq!(
+        eu.iter().filter(|c| *c == "set_replica").count(),
+        1,
+        "{eu:?}"
+    );
+    assert!(!eu.contains(&"ensure_declined".to_string()), "{eu:?}");
+    assert_eq!(
+        p.servers["eu"].end.as_ref().unwrap().result,
+        ServerResult::Done
+    );
+    assert_eq!(
+        p.servers["us"].end.as_ref().unwrap().result,
+        ServerResult::Done
+    );
+}

@@ -338,7 +338,8 @@ pub fn text(r: &Recap, durations: bool) -> String {
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "THE JOURNAL FAILED: {j}\n  no change was made after that; restores ran. What the journal still shows open is listed above."
+            "THE JOURNAL FAILED: {j}\n  no change was made after that; restores ran. What the journal still shows open is listed above;\n  `wsusfix restore {}` confirms it, and if the journal cannot be read at all, `wsusfix restore -i INV --from-facts`\n  switches back every replica the inventory names that is still autonomous.",
+            r.run_id
         );
     }
     let _ = writeln!(out);
