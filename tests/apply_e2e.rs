@@ -305,6 +305,7 @@ fn json_events_follow_their_contract() {
         && e["succeeded"] == true));
 }
 
+#[cfg(unix)]
 #[test]
 fn ctrl_c_stops_scheduling_restores_and_resume_finishes() {
     // Slow servers, so that the interruption lands mid-run.
@@ -315,8 +316,7 @@ fn ctrl_c_stops_scheduling_restores_and_resume_finishes() {
     );
     let mut child = lab.spawn("apply", &["--yes"]);
     std::thread::sleep(Duration::from_millis(900));
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    common::interrupt(&child, libc::SIGINT);
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130), "interrupted after every restore");
     let s = state_of(&lab);

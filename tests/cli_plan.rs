@@ -206,7 +206,10 @@ fn unreadable_files_and_bad_arguments_exit_3() {
         .run()
         .code(3)
         .stderr_has("cannot read inventory inventory/lab.yml: no such file")
-        .stderr_has("did you mean inventory/lab.yaml?");
+        .stderr_has(&format!(
+            "did you mean {}?",
+            std::path::Path::new("inventory").join("lab.yaml").display()
+        ));
     Run::new(["plan", "-i", "inventory"])
         .run()
         .code(3)

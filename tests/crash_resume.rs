@@ -34,7 +34,7 @@ fn kill_nine_at_twenty_points_then_resume() {
         std::thread::sleep(delay);
         let _ = child.kill(); // SIGKILL: no handler, no restore, a possibly torn journal line
         let status = child.wait().unwrap();
-        let killed = status.code().is_none();
+        let killed = common::was_killed(status);
 
         let runs = wsusfix::journal::paths::RunDir::new(&lab.state_dir(), &lab.inventory).runs();
         let held_before: Vec<String> = if runs.is_empty() {

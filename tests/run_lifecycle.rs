@@ -4,6 +4,7 @@
 
 mod common;
 
+#[cfg(unix)]
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -70,11 +71,7 @@ fn apply_child(lab: &Lab, args: &[&str], stdout: Stdio) -> Child {
         .unwrap()
 }
 
-fn signal(child: &Child, sig: i32) {
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as libc::pid_t, sig) };
-}
-
+#[cfg(unix)]
 #[test]
 fn ctrl_c_during_the_hotfix_install_tells_what_was_installed_and_what_was_not_checked() {
     let lab = Lab::start(
@@ -87,7 +84,7 @@ fn ctrl_c_during_the_hotfix_install_tells_what_was_installed_and_what_was_not_ch
     wait_for(&lab, "the hotfix install starting on wsus-hq", |r| {
         r["type"] == "step-started" && r["server"] == "wsus-hq" && r["action"] == "install-hotfix"
     });
-    signal(&child, libc::SIGINT);
+    common::interrupt(&child, libc::SIGINT);
     let events: Vec<Value> = BufReader::new(out)
         .lines()
         .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
@@ -151,6 +148,7 @@ fn ctrl_c_during_the_hotfix_install_tells_what_was_installed_and_what_was_not_ch
     assert_eq!(lab.sim.state()["servers"]["wsus-hq"]["hotfix_installs"], 1);
 }
 
+#[cfg(unix)]
 #[test]
 fn sigterm_and_sighup_take_the_graceful_path_and_restore_the_hold() {
     for (subnet, sig, code) in [(161, libc::SIGTERM, 143), (162, libc::SIGHUP, 129)] {
@@ -163,7 +161,7 @@ fn sigterm_and_sighup_take_the_graceful_path_and_restore_the_hold() {
         wait_for(&lab, "a replica held", |r| {
             r["type"] == "obligation-opened" && r["obligation"]["kind"] == "replica-hold"
         });
-        signal(&child, sig);
+        common::interrupt(&child, sig);
         let status = child.wait().unwrap();
         assert_eq!(status.code(), Some(code), "signal {sig}");
         let s = lab.sim.state();
@@ -414,8 +412,9 @@ fn a_refused_start_leaves_nothing_that_blocks_later_runs() {
         .stdout_has("never-started");
 }
 
-/// Runs `wsusfix ARGS` on a pseudo-terminal, answering `answer` to its prompt; returns the exit
+/// Runs `wsusfix ARGS` on a pseudo-terminal (Python's `pty`: Unix only), answering `answer` to its prompt; returns the exit
 /// code and what it printed.
+#[cfg(unix)]
 fn on_a_terminal(args: &[&str], answer: &str, env: &[(&str, &str)]) -> (i32, String) {
     let script = r#"
 import os, pty, sys, select
@@ -458,6 +457,7 @@ sys.exit(os.waitstatus_to_exitcode(status))
     )
 }
 
+#[cfg(unix)]
 #[test]
 fn declining_the_prompt_changes_nothing_and_says_so_with_its_own_exit_code() {
     let lab = Lab::start("lab.yaml", 169, None);
@@ -491,6 +491,7 @@ fn runs_are_found_from_any_folder_without_a_state_folder_option() {
         common::Run::new(args)
             .cwd(dir)
             .env("HOME", home.path().to_str().unwrap())
+            .env("LOCALAPPDATA", home.path().to_str().unwrap())
             .env("XDG_STATE_HOME", "")
             .env("WSUSFIX_STATE_DIR", "")
             .env("WSUSFIX_PASSWORD", common::PASSWORD)
@@ -501,7 +502,12 @@ fn runs_are_found_from_any_folder_without_a_state_folder_option() {
         &["apply", "-i", inv.to_str().unwrap(), "--yes"],
     );
     assert_eq!(d.code, 0, "{}", d.stderr);
-    assert!(home.path().join(".local/state/wsusfix").is_dir());
+    let default = if cfg!(windows) {
+        home.path().join("wsusfix")
+    } else {
+        home.path().join(".local/state/wsusfix")
+    };
+    assert!(default.is_dir(), "{}", default.display());
     let st = run(elsewhere.path(), &["status"]);
     assert_eq!(st.code, 0, "{}\n{}", st.stdout, st.stderr);
     assert!(st.stdout.contains("6 done"), "{}", st.stdout);

@@ -31,7 +31,8 @@ pub enum OrderArg {
 /// Options of commands that run steps.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunOpts {
-    /// Where runs are journaled (default: $WSUSFIX_STATE_DIR, else ~/.local/state/wsusfix).
+    /// Where runs are journaled (default: $WSUSFIX_STATE_DIR, else ~/.local/state/wsusfix;
+    /// %LOCALAPPDATA%\wsusfix on Windows).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// Output: text (progress and recap) or NDJSON events on stdout (docs/events.md).

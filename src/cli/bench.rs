@@ -75,11 +75,10 @@ pub struct PlanBench {
     pub child: bool,
 }
 
-/// Peak resident set size of this process in KiB (Linux `VmHWM`), if known.
+/// Peak memory of this process in KiB (Linux `VmHWM`, the peak working set on Windows), if
+/// known.
 pub fn peak_rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    crate::util::platform::peak_rss_kib()
 }
 
 /// Runs `bench`.

@@ -35,7 +35,7 @@ pub fn read_text(path: &Path, what: &str) -> Result<String, String> {
             let mut msg = format!(
                 "cannot read {what} {}: {}",
                 path.display(),
-                plain_io_error(&e)
+                plain_io_error(&e, path)
             );
             if e.kind() == std::io::ErrorKind::NotFound
                 && let Some(s) = similar_file(path)
@@ -55,8 +55,10 @@ pub fn read_text(path: &Path, what: &str) -> Result<String, String> {
     })
 }
 
-fn plain_io_error(e: &std::io::Error) -> String {
+fn plain_io_error(e: &std::io::Error, path: &Path) -> String {
     match e.kind() {
+        // Windows refuses to open a folder as a file with "access denied".
+        _ if path.is_dir() => "it is a directory".into(),
         std::io::ErrorKind::NotFound => "no such file".into(),
         std::io::ErrorKind::PermissionDenied => "permission denied".into(),
         std::io::ErrorKind::IsADirectory => "it is a directory".into(),

@@ -55,7 +55,8 @@ pub struct PlanArgs {
     #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_duration, requires = "facts")]
     pub since: Duration,
     /// With --facts: where runs are journaled, to recognise replicas an interrupted run still
-    /// holds autonomous (default: $WSUSFIX_STATE_DIR, else .wsusfix).
+    /// holds autonomous (default: $WSUSFIX_STATE_DIR, else ~/.local/state/wsusfix;
+    /// %LOCALAPPDATA%\wsusfix on Windows).
     #[arg(long, value_name = "DIR", requires = "facts")]
     pub state_dir: Option<std::path::PathBuf>,
 }

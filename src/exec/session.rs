@@ -695,8 +695,9 @@ pub fn find_run(
             None => "no run".to_string(),
         };
         format!(
-            "{what} under {}\n  = help: runs are kept in the state folder (--state-dir, $WSUSFIX_STATE_DIR, else ~/.local/state/wsusfix); without a journal, `wsusfix status -i INV --from-facts` finds replicas left autonomous",
-            state_dir.display()
+            "{what} under {}\n  = help: runs are kept in the state folder (--state-dir, $WSUSFIX_STATE_DIR, else {}); without a journal, `wsusfix status -i INV --from-facts` finds replicas left autonomous",
+            state_dir.display(),
+            crate::journal::paths::DEFAULT_STATE_DIR
         )
     })
 }

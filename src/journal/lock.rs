@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::writer::owner_only;
+use crate::util::platform::{hostname, open_owner_only, pid_alive, same_host};
 
 /// A heartbeat older than this marks a lock of another host stale.
 pub const STALE_AFTER: Duration = Duration::from_secs(60);
@@ -118,44 +118,6 @@ pub enum LockError {
     },
 }
 
-/// This machine's host name.
-pub fn hostname() -> String {
-    #[cfg(unix)]
-    {
-        let mut buf = [0u8; 256];
-        // SAFETY: gethostname writes at most `len` bytes into the buffer we own.
-        let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-        if r == 0 {
-            let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-            let name = String::from_utf8_lossy(&buf[..end]).trim().to_string();
-            if !name.is_empty() {
-                return name;
-            }
-        }
-        "localhost".into()
-    }
-    #[cfg(not(unix))]
-    {
-        std::env::var("COMPUTERNAME").unwrap_or_else(|_| "localhost".into())
-    }
-}
-
-/// True when process `pid` of this host exists.
-pub fn pid_alive(pid: u32) -> bool {
-    #[cfg(unix)]
-    {
-        // SAFETY: kill with signal 0 only checks whether the process exists.
-        let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
-        r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-    }
-    #[cfg(not(unix))]
-    {
-        // Without a way to ask, a process is taken for alive; its heartbeat decides.
-        let _ = pid;
-        true
-    }
-}
-
 fn age_of(rfc3339: &str) -> Option<Duration> {
     let t = chrono::DateTime::parse_from_rfc3339(rfc3339).ok()?;
     (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
@@ -178,11 +140,8 @@ impl LockInfo {
 
     /// True when its holder is gone: its process died (this host), or its heartbeat stopped.
     pub fn is_stale(&self) -> bool {
-        if self.host == hostname() && self.pid != std::process::id() && !pid_alive(self.pid) {
-            return true;
-        }
-        if self.host == hostname() && cfg!(unix) {
-            return false;
+        if same_host(&self.host, &hostname()) {
+            return self.pid != std::process::id() && !pid_alive(self.pid);
         }
         age_of(&self.heartbeat).is_none_or(|age| age > STALE_AFTER)
     }
@@ -216,8 +175,10 @@ fn temp_beside(path: &Path) -> PathBuf {
 
 fn write_temp(path: &Path, info: &LockInfo) -> io::Result<PathBuf> {
     let tmp = temp_beside(path);
-    let mut f =
-        owner_only(OpenOptions::new().create(true).write(true).truncate(true)).open(&tmp)?;
+    let mut f = open_owner_only(
+        OpenOptions::new().create(true).write(true).truncate(true),
+        &tmp,
+    )?;
     f.write_all(&serde_json::to_vec(info).map_err(io::Error::other)?)?;
     f.sync_data()?;
     Ok(tmp)
@@ -423,7 +384,12 @@ mod tests {
     use super::*;
 
     fn dead_pid() -> u32 {
-        let mut child = std::process::Command::new("true").spawn().unwrap();
+        // The test binary itself, asked only to list its tests: it exits at once.
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--list", "--exact", "no-such-test"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
         let pid = child.id();
         child.wait().unwrap();
         pid

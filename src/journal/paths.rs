@@ -88,10 +88,19 @@ pub fn new_run_id() -> String {
     )
 }
 
+/// The default state folder, as help texts name it.
+pub const DEFAULT_STATE_DIR: &str = if cfg!(windows) {
+    "%LOCALAPPDATA%\\wsusfix"
+} else {
+    "~/.local/state/wsusfix"
+};
+
 /// The state folder: `--state-dir`, else `$WSUSFIX_STATE_DIR`, else the user's own state
 /// folder, whatever the current folder is (docs/decisions.md): `$XDG_STATE_HOME/wsusfix`, else
-/// `~/.local/state/wsusfix` (on Windows `%LOCALAPPDATA%\wsusfix`). Only a machine without a
-/// home folder falls back to `.wsusfix` in the current folder.
+/// `~/.local/state/wsusfix` (on Windows `%LOCALAPPDATA%\wsusfix`, else
+/// `%USERPROFILE%\AppData\Local\wsusfix`: a per-user folder that other users cannot read by
+/// default). Only a machine without a home folder falls back to `.wsusfix` in the current
+/// folder.
 pub fn state_dir(flag: Option<&Path>) -> PathBuf {
     let from_env = |k: &str| {
         std::env::var_os(k)
@@ -106,7 +115,10 @@ pub fn state_dir(flag: Option<&Path>) -> PathBuf {
 
 fn default_state_dir(env: &dyn Fn(&str) -> Option<PathBuf>) -> Option<PathBuf> {
     if cfg!(windows) {
-        return env("LOCALAPPDATA").map(|d| d.join("wsusfix"));
+        return env("LOCALAPPDATA")
+            .filter(|d| d.is_absolute())
+            .or_else(|| env("USERPROFILE").map(|h| h.join("AppData").join("Local")))
+            .map(|d| d.join("wsusfix"));
     }
     env("XDG_STATE_HOME")
         .filter(|d| d.is_absolute())
@@ -161,6 +173,20 @@ mod tests {
             }
         };
         if cfg!(windows) {
+            assert_eq!(
+                default_state_dir(&env(&[
+                    ("LOCALAPPDATA", r"C:\Users\admin\AppData\Local"),
+                    ("HOME", r"C:\home"),
+                    ("XDG_STATE_HOME", r"C:\xdg"),
+                ])),
+                Some(PathBuf::from(r"C:\Users\admin\AppData\Local\wsusfix"))
+            );
+            // Without LOCALAPPDATA (a stripped service environment), the profile's folder.
+            assert_eq!(
+                default_state_dir(&env(&[("USERPROFILE", r"C:\Users\svc")])),
+                Some(PathBuf::from(r"C:\Users\svc\AppData\Local\wsusfix"))
+            );
+            assert_eq!(default_state_dir(&env(&[("HOME", r"C:\home")])), None);
             return;
         }
         assert_eq!(

@@ -19,6 +19,7 @@ use std::sync::mpsc;
 use tokio::sync::oneshot;
 
 use super::record::Record;
+use crate::util::platform::{open_owner_only, rename_durable};
 
 struct Req {
     line: Vec<u8>,
@@ -38,42 +39,16 @@ pub struct JournalWriter {
     path: PathBuf,
 }
 
-/// Makes a folder's new entries durable. Windows has no way to sync a folder (and opening one
-/// as a file is refused); NTFS journals its metadata.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        File::open(dir)?.sync_all()
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = dir;
-        Ok(())
-    }
-}
-
 fn encode(rec: &Record) -> io::Result<Vec<u8>> {
     let mut line = serde_json::to_vec(rec).map_err(io::Error::other)?;
     line.push(b'\n');
     Ok(line)
 }
 
-/// Opens a file for the owner only (mode 0600 on Unix).
-pub fn owner_only(o: &mut OpenOptions) -> &mut OpenOptions {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(0o600)
-    }
-    #[cfg(not(unix))]
-    {
-        o
-    }
-}
-
 impl JournalWriter {
-    /// Creates a new journal whose first line is `header`: written to a temporary file, synced,
-    /// renamed into place and its folder synced. On failure nothing is left behind.
+    /// Creates a new journal whose first line is `header`: written to a temporary file (owner
+    /// only), synced, and renamed into place durably (the folder synced on Unix, a
+    /// write-through move on Windows). On failure nothing is left behind.
     pub fn create(path: &Path, header: &Record) -> io::Result<JournalWriter> {
         let dir = path
             .parent()
@@ -86,7 +61,7 @@ impl JournalWriter {
             .unwrap_or_default();
         let tmp = dir.join(format!(".{name}.new"));
         let written = (|| {
-            let mut f = owner_only(OpenOptions::new().create_new(true).write(true)).open(&tmp)?;
+            let mut f = open_owner_only(OpenOptions::new().create_new(true).write(true), &tmp)?;
             f.write_all(&encode(header)?)?;
             f.sync_data()?;
             drop(f);
@@ -96,8 +71,7 @@ impl JournalWriter {
                     format!("{} already exists", path.display()),
                 ));
             }
-            std::fs::rename(&tmp, path)?;
-            sync_dir(dir)
+            rename_durable(&tmp, path)
         })();
         if let Err(e) = written {
             let _ = std::fs::remove_file(&tmp);

@@ -150,6 +150,10 @@ pub fn line(e: &Event) -> Option<String> {
 
 fn signal_name(s: Signal) -> &'static str {
     match s {
+        // Windows' console events, as src/exec/signals.rs maps them.
+        Signal::Sigint if cfg!(windows) => "Ctrl-C or Ctrl-Break",
+        Signal::Sigterm if cfg!(windows) => "a shutdown, as SIGTERM",
+        Signal::Sighup if cfg!(windows) => "a closed console or logoff, as SIGHUP",
         Signal::Sigint => "Ctrl-C",
         Signal::Sigterm => "SIGTERM",
         Signal::Sighup => "SIGHUP",

@@ -1,5 +1,6 @@
 //! Small shared building blocks with no domain knowledge.
 
 pub mod credentials;
+pub mod platform;
 pub mod prng;
 pub mod secret;

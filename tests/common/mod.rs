@@ -216,18 +216,42 @@ impl Sim {
 
 impl Drop for Sim {
     fn drop(&mut self) {
-        // SAFETY: sending SIGINT to our own child process.
-        unsafe {
-            libc::kill(self.child.id() as libc::pid_t, libc::SIGINT);
-        }
-        for _ in 0..100 {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+        // Ask it to stop as Ctrl-C does. Windows has no signal for a child that shares our
+        // console: it is ended at once there (nothing of a test's lab outlives the test).
+        #[cfg(unix)]
+        {
+            interrupt(&self.child, libc::SIGINT);
+            for _ in 0..100 {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
             }
-            std::thread::sleep(std::time::Duration::from_millis(20));
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Sends signal `sig` to our own child process.
+#[cfg(unix)]
+pub fn interrupt(child: &std::process::Child, sig: i32) {
+    let pid = libc::pid_t::try_from(child.id()).expect("a pid fits pid_t");
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid, sig) };
+}
+
+/// True when a child ended by `Child::kill` (SIGKILL on Unix; `TerminateProcess` with exit
+/// code 1 on Windows, which is how std kills) rather than by exiting on its own.
+pub fn was_killed(status: std::process::ExitStatus) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        status.signal() == Some(libc::SIGKILL)
+    }
+    #[cfg(windows)]
+    {
+        status.code() == Some(1)
     }
 }
 

@@ -26,6 +26,7 @@ use crate::report::Sink;
 use crate::report::recap::Recap;
 use crate::sim::fleet::{Fleet, FleetConfig};
 use crate::util::credentials::Resolver;
+use crate::util::platform;
 
 /// What a process has used so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -34,32 +35,24 @@ pub struct Usage {
     pub user_s: f64,
     /// CPU seconds in the kernel.
     pub system_s: f64,
-    /// Peak resident set size, KiB (Linux `VmHWM`).
+    /// Peak memory, KiB (Linux `VmHWM`, the peak working set on Windows).
     pub peak_rss_kib: u64,
 }
 
-/// This process's usage (`getrusage(RUSAGE_SELF)` and `VmHWM`).
+/// This process's usage (`getrusage(RUSAGE_SELF)` and `VmHWM` on Linux, `GetProcessTimes` and
+/// the peak working set on Windows; zeros where the system does not say).
 pub fn usage() -> Usage {
-    // SAFETY: getrusage writes into the zeroed struct we own.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    let ok = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } == 0;
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let cpu = platform::cpu_times().unwrap_or_default();
     Usage {
-        user_s: if ok { secs(ru.ru_utime) } else { 0.0 },
-        system_s: if ok { secs(ru.ru_stime) } else { 0.0 },
+        user_s: cpu.user_s,
+        system_s: cpu.system_s,
         peak_rss_kib: super::peak_rss_kib().unwrap_or(0),
     }
 }
 
-/// The soft limit on open files of this process.
+/// The most files and sockets this process may hold open.
 pub fn open_files_limit() -> u64 {
-    // SAFETY: getrlimit writes into the zeroed struct we own.
-    let mut r: libc::rlimit = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } == 0 {
-        r.rlim_cur
-    } else {
-        1024
-    }
+    platform::open_files_limit()
 }
 
 /// Where a child's workload comes from (the parent passes the same to every child).
