@@ -34,7 +34,8 @@ pub struct DemoArgs {
     /// Add a host that dies mid-run (its subtree is blocked) and a flaky one (retried).
     #[arg(long, conflicts_with = "crash")]
     pub faults: bool,
-    /// Kill the apply (SIGKILL) while a replica is held autonomous, then resume it.
+    /// Kill the apply (SIGKILL; TerminateProcess on Windows) while a replica is held
+    /// autonomous, then resume it.
     #[arg(long)]
     pub crash: bool,
     /// Serve the lab on 127.N.x.y instead of 127.0.x.y (to run beside another simulator).
@@ -361,7 +362,12 @@ fn crash_and_resume(
     let _ = child.wait();
     let _ = writeln!(
         out,
-        "\nkill -9 while {} held autonomous: no handler ran, no restore happened.\n",
+        "\n{} while {} held autonomous: no handler ran, no restore happened.\n",
+        if cfg!(windows) {
+            "TerminateProcess"
+        } else {
+            "kill -9"
+        },
         if held.is_empty() {
             "no replica was".to_string()
         } else {

@@ -482,6 +482,25 @@ mod tests {
     }
 
     #[test]
+    fn a_lock_of_this_host_is_judged_by_its_process_whatever_the_case_of_its_name() {
+        let dead = LockInfo {
+            host: hostname().to_uppercase(),
+            pid: dead_pid(),
+            ..LockInfo::ours("dead")
+        };
+        assert!(
+            dead.is_stale(),
+            "a fresh heartbeat keeps no dead holder's lock"
+        );
+        let live = LockInfo {
+            host: hostname().to_lowercase(),
+            heartbeat: "2020-01-01T00:00:00.000Z".into(),
+            ..LockInfo::ours("live")
+        };
+        assert!(!live.is_stale(), "a live holder's lock needs no heartbeat");
+    }
+
+    #[test]
     fn another_hosts_lock_is_stale_only_when_its_heartbeat_stopped() {
         let fresh = LockInfo {
             host: "elsewhere".into(),
