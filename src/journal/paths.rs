@@ -129,11 +129,26 @@ fn default_state_dir(env: &dyn Fn(&str) -> Option<PathBuf>) -> Option<PathBuf> {
 /// The inventory's path as the journal records it: absolute, so that a run is picked up from
 /// any folder.
 pub fn absolute(inventory: &Path) -> PathBuf {
-    std::fs::canonicalize(inventory).unwrap_or_else(|_| {
-        std::env::current_dir()
-            .map(|d| d.join(inventory))
-            .unwrap_or_else(|_| inventory.to_path_buf())
-    })
+    std::fs::canonicalize(inventory)
+        .map(without_verbatim_prefix)
+        .unwrap_or_else(|_| {
+            std::env::current_dir()
+                .map(|d| d.join(inventory))
+                .unwrap_or_else(|_| inventory.to_path_buf())
+        })
+}
+
+/// Windows' canonical paths are verbatim (`\\?\C:\...`, `\\?\UNC\server\share\...`): the
+/// plain form is what an admin types and reads, and names the same file.
+fn without_verbatim_prefix(p: PathBuf) -> PathBuf {
+    let Some(s) = p.to_str() else { return p };
+    if let Some(rest) = s.strip_prefix(r"\\?\UNC\") {
+        return PathBuf::from(format!(r"\\{rest}"));
+    }
+    match s.strip_prefix(r"\\?\") {
+        Some(rest) if rest.as_bytes().get(1) == Some(&b':') => PathBuf::from(rest),
+        _ => p,
+    }
 }
 
 #[cfg(test)]
@@ -161,6 +176,23 @@ mod tests {
         }
         assert_eq!(rd.latest().as_deref(), Some("20261124T100000.000Z-00001"));
         assert!(new_run_id().as_str() > "20200101");
+    }
+
+    #[test]
+    fn windows_paths_are_recorded_without_their_verbatim_prefix() {
+        let plain = |s: &str| without_verbatim_prefix(PathBuf::from(s));
+        assert_eq!(
+            plain(r"\\?\C:\Users\admin\contoso.yaml"),
+            PathBuf::from(r"C:\Users\admin\contoso.yaml")
+        );
+        assert_eq!(
+            plain(r"\\?\UNC\fs01\it\contoso.yaml"),
+            PathBuf::from(r"\\fs01\it\contoso.yaml")
+        );
+        // A verbatim path with no plain form (a volume GUID), and Unix paths, stay as they are.
+        for s in [r"\\?\Volume{0b1c}\contoso.yaml", "/home/admin/contoso.yaml"] {
+            assert_eq!(plain(s), PathBuf::from(s));
+        }
     }
 
     #[test]
