@@ -32,6 +32,7 @@ fn repo() -> PathBuf {
 struct PeerOptions {
     tls: bool,
     max_envelope_kb: Option<u32>,
+    require_cbt: bool,
 }
 
 /// A running peer server; killed when dropped.
@@ -74,6 +75,9 @@ impl Peer {
         });
         if let Some(kb) = options.max_envelope_kb {
             command.arg("--max-envelope-kb").arg(kb.to_string());
+        }
+        if options.require_cbt {
+            command.arg("--require-cbt");
         }
         let mut child = command.spawn().expect("start the peer server");
         let mut line = String::new();
@@ -561,6 +565,56 @@ async fn ntlm_over_https_without_sealing() {
     assert_eq!(out.stdout, "ntlm/tls\r\n");
     session.close().await.unwrap();
     assert_eq!(session.stats().authentications, 1);
+}
+
+/// Extended Protection (CbtHardeningLevel=Strict): the peer's pyspnego acceptor checks the
+/// tls-server-end-point binding of its certificate. pywinrm without its binding is refused (the
+/// peer really checks); wsusfix, raw NTLM and SPNEGO, is let in.
+#[tokio::test]
+async fn ntlm_over_https_carries_the_channel_binding_extended_protection_demands() {
+    let peer = Peer::start(PeerOptions {
+        tls: true,
+        require_cbt: true,
+        ..Default::default()
+    });
+    let ca = peer.tls.as_ref().unwrap().ca.clone();
+    let pywinrm = |send_cbt: bool| {
+        let script = format!(
+            "import sys, winrm\n\
+             s = winrm.Session('https://127.0.0.1:{}/wsman', auth=(sys.argv[1], sys.argv[2]), \
+             transport='ntlm', server_cert_validation='ignore', send_cbt={})\n\
+             try:\n    print(s.run_ps('Write-Output 1').status_code)\n\
+             except winrm.exceptions.InvalidCredentialsError:\n    print('refused')\n",
+            peer.port,
+            if send_cbt { "True" } else { "False" }
+        );
+        let out = Command::new(peer_python())
+            .arg("-c")
+            .arg(script)
+            .arg(USER)
+            .arg(PASSWORD)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(pywinrm(false), "refused", "the peer enforces the binding");
+    assert_eq!(pywinrm(true), "0", "and accepts pywinrm's");
+    for auth in [AuthMethod::Ntlm, AuthMethod::Negotiate] {
+        let mut endpoint = peer.endpoint(auth);
+        endpoint.ca_file = Some(ca.clone());
+        let mut session = Session::new(endpoint).unwrap();
+        let out = session
+            .run_ps("Write-Output 'bound'", DEADLINE)
+            .await
+            .unwrap_or_else(|e| panic!("{auth:?}: {e}"));
+        assert_eq!(out.stdout, "bound\r\n");
+        session.close().await.unwrap();
+    }
 }
 
 /// pywinrm, the reference client, against the same peer: if this passes and a test above fails,

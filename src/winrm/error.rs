@@ -62,6 +62,55 @@ pub enum ErrorKind {
     Fault,
     /// The reply could not be understood (bad XML, missing element, wrong `RelatesTo`, bad framing).
     Protocol,
+    /// A reply or the command's output passed a size the client allows.
+    Limit,
+}
+
+/// A size the client does not let a server pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// One reply body: the MaxEnvelopeSize the client announces, plus the sealing frame.
+    Reply {
+        /// The largest body accepted, in bytes.
+        bytes: u64,
+    },
+    /// The stdout and stderr one command may produce in all.
+    Output {
+        /// The largest output accepted, in bytes.
+        bytes: u64,
+    },
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Limit::Reply { bytes } => write!(
+                f,
+                "the server sent a reply of more than {}, the MaxEnvelopeSize this client asks \
+                 for; the rest was not read",
+                human_bytes(*bytes)
+            ),
+            Limit::Output { bytes } => write!(
+                f,
+                "the command's output passed {}, the most one command may produce \
+                 (winrm: {{ max_output_mb: N }} in the inventory raises it); the command was stopped",
+                human_bytes(*bytes)
+            ),
+        }
+    }
+}
+
+/// `153600 bytes` as `150 KiB`, `16777216` as `16 MiB`.
+pub(crate) fn human_bytes(n: u64) -> String {
+    const KIB: u64 = 1024;
+    const MIB: u64 = 1024 * 1024;
+    if n >= MIB && n % MIB == 0 {
+        format!("{} MiB", n / MIB)
+    } else if n >= KIB && n % KIB == 0 {
+        format!("{} KiB", n / KIB)
+    } else {
+        format!("{n} bytes")
+    }
 }
 
 /// Why a timeout happened.
@@ -186,6 +235,15 @@ pub enum Failure {
     /// A reply the client cannot use.
     #[error("unexpected reply: {0}")]
     Protocol(String),
+    /// A reply or the output passed a size limit.
+    #[error("{0}")]
+    Limit(Limit),
+    /// A clear-text answer in a session whose messages are sealed: its body was not read.
+    #[error("unsealed reply in a sealed session (HTTP {status}); its body was not read")]
+    Unsealed {
+        /// The status it came with.
+        status: u16,
+    },
 }
 
 fn timeout_text(cause: TimeoutCause, after: Duration) -> String {
@@ -250,10 +308,10 @@ impl WinrmError {
         }
     }
 
-    /// The HTTP status, for [`ErrorKind::Http`] errors.
+    /// The HTTP status, for [`ErrorKind::Http`] errors and unsealed replies.
     pub fn http_status(&self) -> Option<u16> {
         match &self.failure {
-            Failure::Http { status, .. } => Some(*status),
+            Failure::Http { status, .. } | Failure::Unsealed { status } => Some(*status),
             _ => None,
         }
     }
@@ -269,17 +327,23 @@ impl WinrmError {
             Failure::Http { .. } => ErrorKind::Http,
             Failure::Fault(_) => ErrorKind::Fault,
             Failure::Protocol(_) => ErrorKind::Protocol,
+            Failure::Limit(_) => ErrorKind::Limit,
+            Failure::Unsealed { .. } => ErrorKind::Protocol,
         }
     }
 
     /// True when running the *whole command* again later may succeed without any change:
-    /// connection refused or lost, a stalled request, or an HTTP 5xx without a SOAP fault.
-    /// Configuration, TLS, credential, protocol errors, faults and command deadlines are not.
+    /// connection refused or lost, a stalled request, or an HTTP 5xx without a SOAP fault (also
+    /// in clear text in a sealed session: HTTP.sys answers a wedged or stopping service so).
+    /// Configuration, TLS, credential, protocol errors, faults, limits and command deadlines are
+    /// not.
     pub fn is_transient(&self) -> bool {
         match &self.failure {
             Failure::Connect(_) => true,
             Failure::Timeout { cause, .. } => *cause == TimeoutCause::Request,
-            Failure::Http { status, .. } => (500..600).contains(status),
+            Failure::Http { status, .. } | Failure::Unsealed { status } => {
+                (500..600).contains(status)
+            }
             _ => false,
         }
     }
