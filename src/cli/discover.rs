@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use crate::core::discovered::{self, Discovery};
 use crate::core::hosts::HostsFile;
-use crate::core::inventory::{self, AuthKind, Credentials, Scheme, SecretRef, WinrmTarget};
+use crate::core::inventory::{
+    self, AuthKind, CaMode, Credentials, Scheme, SecretRef, WinrmTarget,
+};
 use crate::core::playbook;
 use crate::exec::connect::WinrmConnector;
 use crate::exec::walk::{self, WinrmProbe};
@@ -212,8 +214,10 @@ pub fn run(a: &DiscoverArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             port,
             auth,
             ca_file: ca_file.clone(),
+            ca_mode: CaMode::Only,
             insecure_skip_tls_verify: false,
             operation_timeout: 20,
+            max_output_mb: inventory::DEFAULT_MAX_OUTPUT_MB,
         },
         credentials: Credentials {
             username: a.username.clone(),
