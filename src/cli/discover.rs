@@ -7,9 +7,7 @@ use std::sync::Arc;
 
 use crate::core::discovered::{self, Discovery};
 use crate::core::hosts::HostsFile;
-use crate::core::inventory::{
-    self, AuthKind, CaMode, Credentials, Scheme, SecretRef, WinrmTarget,
-};
+use crate::core::inventory::{self, AuthKind, CaMode, Credentials, Scheme, SecretRef, WinrmTarget};
 use crate::core::playbook;
 use crate::exec::connect::WinrmConnector;
 use crate::exec::walk::{self, WinrmProbe};
@@ -231,7 +229,8 @@ pub fn run(a: &DiscoverArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         Err(e) => {
             let _ = writeln!(
                 err,
-                "error: {e}\n  = help: check --root, the account and the WinRM settings (--scheme, --port, --auth); nothing was written"
+                "error: {}\n  = help: check --root, the account and the WinRM settings (--scheme, --port, --auth); nothing was written",
+                crate::util::terminal::one_line(&e)
             );
             return exit::ERROR;
         }
@@ -299,7 +298,12 @@ pub fn run(a: &DiscoverArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     );
     for s in &d.servers {
         if let Err(why) = &s.reached {
-            let _ = writeln!(err, "  {}: not read: {why}", s.name);
+            let _ = writeln!(
+                err,
+                "  {}: not read: {}",
+                s.name,
+                crate::util::terminal::one_line(why)
+            );
         }
     }
     if unreached > 0 {

@@ -18,6 +18,7 @@ use crate::exec::connect::{Target, WinrmConnector};
 use crate::exec::facts::{self, FactsRequest};
 use crate::exit;
 use crate::util::credentials::Resolver;
+use crate::util::terminal;
 
 /// Output format of a plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -250,10 +251,11 @@ pub fn run(args: &PlanArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             Err(code) => return code,
         };
     }
+    // Facts carry server text (errors, versions): escaped, except in JSON, which escapes itself.
     let rendered = match args.format {
-        PlanFormat::Text => render::text(&plan),
+        PlanFormat::Text => terminal::server_text(&render::text(&plan)),
         PlanFormat::Json => render::json(&plan),
-        PlanFormat::Dot => render::dot(&plan),
+        PlanFormat::Dot => terminal::server_text(&render::dot(&plan)),
     };
     match &args.out {
         Some(path) => {

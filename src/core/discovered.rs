@@ -93,9 +93,10 @@ fn quoted(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-/// A comment's text on one line.
+/// A comment's text on one line: whitespace runs collapsed, and (since it may come from a
+/// server) control characters escaped, so that nothing can end the comment or break the YAML.
 fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+    crate::util::terminal::one_line(&s.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
 fn scheme_name(s: Scheme) -> &'static str {
@@ -349,7 +350,7 @@ fn write_server(out: &mut String, s: &FoundServer, site: Option<WsusSite>, d: &D
     let _ = writeln!(out, "    address: {}  # {address_note}", s.address);
     match (s.version, &s.version_string) {
         (Some(v), Some(vs)) => {
-            let _ = writeln!(out, "    version: {}  # {vs}", v.as_str());
+            let _ = writeln!(out, "    version: {}  # {}", v.as_str(), one_line(vs));
         }
         (Some(v), None) => {
             let _ = writeln!(out, "    version: {}", v.as_str());
@@ -357,7 +358,8 @@ fn write_server(out: &mut String, s: &FoundServer, site: Option<WsusSite>, d: &D
         (None, Some(vs)) => {
             let _ = writeln!(
                 out,
-                "    # It reports version {vs}, which is not WSUS 3.0: the default playbook has no path for it."
+                "    # It reports version {}, which is not WSUS 3.0: the default playbook has no path for it.",
+                one_line(vs)
             );
         }
         (None, None) => {}

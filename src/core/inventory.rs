@@ -771,8 +771,11 @@ impl<'d> Validator<'d> {
             && ca_file.is_none()
         {
             self.err(
-                Diagnostic::error(format!("ca_mode is set for {what}, which has no ca_file"), span)
-                    .with_help("ca_mode says how ca_file is trusted: only (the default) or add"),
+                Diagnostic::error(
+                    format!("ca_mode is set for {what}, which has no ca_file"),
+                    span,
+                )
+                .with_help("ca_mode says how ca_file is trusted: only (the default) or add"),
             );
         }
         if scheme == Scheme::Http && auth == AuthKind::Basic {
@@ -1534,9 +1537,19 @@ servers:
         );
         let loaded = load(&text);
         assert!(loaded.inventory.is_some());
-        let warnings: Vec<&Diagnostic> = loaded.diagnostics.iter().filter(|d| !d.is_error()).collect();
+        let warnings: Vec<&Diagnostic> = loaded
+            .diagnostics
+            .iter()
+            .filter(|d| !d.is_error())
+            .collect();
         assert_eq!(warnings.len(), 1, "{:?}", loaded.diagnostics);
-        assert!(warnings[0].message.starts_with("TLS verification is off for server `wsus-eu`"), "{}", warnings[0].message);
+        assert!(
+            warnings[0]
+                .message
+                .starts_with("TLS verification is off for server `wsus-eu`"),
+            "{}",
+            warnings[0].message
+        );
         assert_eq!(warnings[0].line_col().map(|(l, _)| l), Some(16));
         assert!(load(LAB).diagnostics.is_empty());
     }
@@ -1552,7 +1565,10 @@ servers:
         assert_eq!(eu.winrm.ca_mode, CaMode::Add);
         assert_eq!(eu.winrm.max_output_mb, 64);
         let hq = inv.get("wsus-hq").unwrap();
-        assert_eq!((hq.winrm.ca_mode, hq.winrm.max_output_mb), (CaMode::Only, DEFAULT_MAX_OUTPUT_MB));
+        assert_eq!(
+            (hq.winrm.ca_mode, hq.winrm.max_output_mb),
+            (CaMode::Only, DEFAULT_MAX_OUTPUT_MB)
+        );
         // The defaults keep the canonical form (and so the fingerprint) of older inventories.
         assert!(!inv.canonical().contains("wsus-hq\",\"ca_mode"));
         assert_eq!(inv.canonical().matches("ca_mode").count(), 1);
@@ -1562,8 +1578,17 @@ servers:
             "    address: 127.0.1.2\n    winrm: { scheme: https, ca_mode: add, max_output_mb: 0 }\n",
         );
         let e = errors(&text);
-        assert!(e.iter().any(|(_, _, m)| m.contains("ca_mode is set for server `wsus-eu`, which has no ca_file")), "{e:?}");
-        assert!(e.iter().any(|(_, _, m)| m.contains("max_output_mb must be a number of MiB from 1 to 1024, found `0`")), "{e:?}");
+        assert!(
+            e.iter()
+                .any(|(_, _, m)| m
+                    .contains("ca_mode is set for server `wsus-eu`, which has no ca_file")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter().any(|(_, _, m)| m
+                .contains("max_output_mb must be a number of MiB from 1 to 1024, found `0`")),
+            "{e:?}"
+        );
     }
 
     #[test]

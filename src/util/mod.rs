@@ -3,3 +3,4 @@
 pub mod credentials;
 pub mod prng;
 pub mod secret;
+pub mod terminal;

@@ -42,4 +42,4 @@ pub use error::{
     WSMAN_CODE_SHELL_NOT_FOUND, WSMAN_CODE_TOO_MANY_COMMANDS, WinrmError,
 };
 pub use session::{CommandOutput, Session};
-pub use transport::TransportStats;
+pub use transport::{TransportStats, enable_protocol_dumps, protocol_dumps_enabled};

@@ -14,6 +14,7 @@
 //! final token that may come back on the 200 is fed into the context, and only then does the
 //! first sealed SOAP message go out.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -38,6 +39,28 @@ const SEALING_FRAME: usize = 1024;
 /// The largest reply body read: the envelope we ask for (`w:MaxEnvelopeSize`) in its frame.
 /// A server that sends more breaks the protocol; reading on would let it fill our memory.
 pub(crate) const MAX_REPLY_BODY: usize = MAX_ENVELOPE_SIZE + SEALING_FRAME;
+
+/// Whether the plaintext SOAP messages and the logon tokens are written to the log (target
+/// `wsusfix::winrm::wire`, level trace). Off unless [`enable_protocol_dumps`] was called: no
+/// log filter can turn these on.
+static PROTOCOL_DUMPS: AtomicBool = AtomicBool::new(false);
+
+/// Turns protocol dumps on for the rest of the process. Only the logging setup calls this, when
+/// `WSUSFIX_LOG_PROTOCOL` asks for it on a terminal (docs/logging.md).
+pub fn enable_protocol_dumps() {
+    PROTOCOL_DUMPS.store(true, Ordering::Relaxed);
+}
+
+/// True once protocol dumps are on.
+pub fn protocol_dumps_enabled() -> bool {
+    PROTOCOL_DUMPS.load(Ordering::Relaxed)
+}
+
+fn dump(host: &str, what: &str, bytes: &[u8]) {
+    if PROTOCOL_DUMPS.load(Ordering::Relaxed) {
+        tracing::trace!(target: "wsusfix::winrm::wire", host, "{what} ({} bytes):\n{}", bytes.len(), String::from_utf8_lossy(bytes));
+    }
+}
 
 /// Traffic counters of one [`crate::winrm::Session`], for benchmarks and diagnostics.
 /// Bytes are HTTP bodies as sent and received (sealed form when encrypted), headers excluded.
@@ -158,6 +181,11 @@ impl Transport {
                     .await
                     .map_err(|e| e.during(operation))?;
             }
+            dump(
+                &self.authority,
+                &format!("{operation} request"),
+                soap.as_bytes(),
+            );
             let (body, content_type) = if self.seals() {
                 let context = self.context.as_mut().expect("authenticated above");
                 let body = encryption::wrap(context, soap.as_bytes()).map_err(|m| {
@@ -199,6 +227,11 @@ impl Transport {
                 return Err(self.error(operation, Failure::Auth(why.into())));
             }
             let body = self.unseal(operation, &raw)?;
+            dump(
+                &self.authority,
+                &format!("{operation} reply, HTTP {}", raw.status),
+                &body,
+            );
             return Ok(HttpReply {
                 status: raw.status,
                 body,
@@ -546,6 +579,9 @@ enum ReadError {
 }
 
 fn negotiate_header(token: &[u8]) -> HeaderValue {
+    if PROTOCOL_DUMPS.load(Ordering::Relaxed) {
+        tracing::trace!(target: "wsusfix::winrm::wire", "logon token sent: {}", BASE64.encode(token));
+    }
     HeaderValue::from_str(&format!("Negotiate {}", BASE64.encode(token)))
         .expect("base64 is a valid header value")
 }
