@@ -66,6 +66,11 @@ pub struct DiscoverArgs {
     /// With --scheme https: a PEM file of CA certificates to trust (written into the inventory).
     #[arg(long, value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
+    /// Log on to a downstream server only if its name ends in this DNS suffix (corp.example) or
+    /// it is in this network (10.1.0.0/16); repeatable. Names in --hosts are always allowed;
+    /// the others are listed as found but not contacted.
+    #[arg(long, value_name = "SUFFIX|CIDR")]
+    pub allow: Vec<String>,
 }
 
 /// Servers read at once.
@@ -155,6 +160,13 @@ pub fn run(a: &DiscoverArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             }
         },
     };
+    let allow = match walk::AllowList::parse(&a.allow) {
+        Ok(allow) => allow,
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            return exit::INVALID;
+        }
+    };
     let port = a.port.unwrap_or(scheme.default_port());
     if port == 0 {
         let _ = writeln!(err, "error: --port must be from 1 to 65535");
@@ -224,7 +236,7 @@ pub fn run(a: &DiscoverArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         update,
         retry: crate::exec::facts::read_retry(),
     });
-    let found = match rt.block_on(walk::walk(probe, &root_name, &a.root, PARALLEL)) {
+    let found = match rt.block_on(walk::walk(probe, &root_name, &a.root, PARALLEL, &allow)) {
         Ok(f) => f,
         Err(e) => {
             let _ = writeln!(
@@ -244,7 +256,8 @@ pub fn run(a: &DiscoverArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         auth,
         ca_file,
         hosts_file: hosts.as_ref().map(|(_, name)| name.clone()),
-        servers: found,
+        servers: found.servers,
+        not_contacted: found.not_contacted,
     };
     let text = discovered::render(&d);
     let loaded = inventory::load(&text);
@@ -296,6 +309,27 @@ pub fn run(a: &DiscoverArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             None => String::new(),
         }
     );
+    if !d.not_contacted.is_empty() {
+        let _ = writeln!(
+            err,
+            "{} server{} found but not contacted (outside the allow-list; see the comments):",
+            d.not_contacted.len(),
+            if d.not_contacted.len() == 1 { "" } else { "s" }
+        );
+        for c in &d.not_contacted {
+            let _ = writeln!(
+                err,
+                "  {} (listed by {}): {}",
+                crate::util::terminal::one_line(&c.name),
+                c.listed_by,
+                crate::util::terminal::one_line(&c.why)
+            );
+        }
+        let _ = writeln!(
+            err,
+            "  = help: if they are yours, allow them with --allow SUFFIX or --allow CIDR, or list them in --hosts"
+        );
+    }
     for s in &d.servers {
         if let Err(why) = &s.reached {
             let _ = writeln!(
@@ -306,7 +340,7 @@ pub fn run(a: &DiscoverArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             );
         }
     }
-    if unreached > 0 {
+    if unreached > 0 || !d.not_contacted.is_empty() {
         exit::FINDINGS
     } else {
         exit::OK
