@@ -610,7 +610,9 @@ mod tests {
         let inv = inventory::load(&text).inventory.expect("valid");
         assert_eq!(inv.servers().len(), 1);
         assert!(
-            text.contains("#     rogue.evil.example\\n x: 1 (replica of hq, 3.0 RTM): outside the allow-list\n"),
+            text.contains(
+                "#     rogue.evil.example x: 1 (replica of hq, 3.0 RTM): outside the allow-list\n"
+            ),
             "{text}"
         );
         assert!(text.contains(

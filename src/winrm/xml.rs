@@ -159,7 +159,7 @@ impl Document {
         let mut events = 0usize;
         loop {
             events += 1;
-            if events % EVENTS_PER_CLOCK_CHECK == 0
+            if events.is_multiple_of(EVENTS_PER_CLOCK_CHECK)
                 && let Some(deadline) = deadline
                 && Instant::now() >= deadline
             {
