@@ -69,9 +69,9 @@ pub enum ErrorKind {
 /// A size the client does not let a server pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limit {
-    /// One reply body: the MaxEnvelopeSize the client announces, plus the sealing frame.
+    /// One reply: the MaxEnvelopeSize the client announces (a sealed reply may add its frame).
     Reply {
-        /// The largest body accepted, in bytes.
+        /// The envelope size, in bytes.
         bytes: u64,
     },
     /// The stdout and stderr one command may produce in all.
@@ -86,8 +86,8 @@ impl fmt::Display for Limit {
         match self {
             Limit::Reply { bytes } => write!(
                 f,
-                "the server sent a reply of more than {}, the MaxEnvelopeSize this client asks \
-                 for; the rest was not read",
+                "the server sent a reply larger than the {} envelope this client asks for \
+                 (MaxEnvelopeSize); the rest was not read",
                 human_bytes(*bytes)
             ),
             Limit::Output { bytes } => write!(

@@ -6,7 +6,8 @@
 //! - a Receive answered with the OperationTimeout fault (2150858793) is simply sent again, until
 //!   the command's own deadline; a Receive answered *at once* without new output (Windows waits
 //!   up to OperationTimeout before it says so) is sent again only after a growing pause, so a
-//!   broken or hostile server cannot make us spin;
+//!   broken or hostile server cannot make us spin, and after twice the OperationTimeout of
+//!   nothing else the command fails;
 //! - the output of one command is capped ([`ShellConfig::max_output`]): past it the command is
 //!   stopped and the error says so;
 //! - a Command refused because the reused shell is gone (idle timeout, service restart) gets a new
@@ -137,7 +138,8 @@ pub(crate) struct ShellConfig {
 }
 
 /// The pauses before a Receive that follows one answered at once without new output: 50 ms,
-/// doubling up to 2 s. Any output starts the series again.
+/// doubling up to 2 s. Any output starts the series again. After twice the OperationTimeout of
+/// nothing but such answers, the command fails.
 #[derive(Debug, Clone)]
 pub(crate) struct IdleBackoff {
     next: Duration,
@@ -343,6 +345,9 @@ impl<E: Exchange> ShellDriver<E> {
         self.stage = Operation::ReceiveOutput;
         let mut output = RawOutput::default();
         let mut backoff = IdleBackoff::new();
+        // Since when every Receive came back at once without output, and how many did.
+        let mut idle: Option<(Instant, u32)> = None;
+        let op_timeout = self.config.operation_timeout_secs;
         loop {
             // Ask the server to answer before our deadline, so the connection stays usable.
             let remaining = until.saturating_duration_since(Instant::now()).as_secs();
@@ -385,16 +390,33 @@ impl<E: Exchange> ShellDriver<E> {
             };
             if progress {
                 backoff = IdleBackoff::new();
+                idle = None;
                 continue;
             }
             // Windows holds a Receive until output comes or OperationTimeout passes; an answer
             // without output well before that is a server that does not wait.
             let answered_at_once = asked.elapsed() < Duration::from_secs(secs) / 2;
-            if answered_at_once {
-                // The command's deadline (around this loop) cuts the pause short.
-                let pause = backoff.next().unwrap_or(IdleBackoff::MAX);
-                tokio::time::sleep(pause).await;
+            if !answered_at_once {
+                idle = None;
+                continue;
             }
+            let (since, count) = idle.get_or_insert((asked, 0));
+            *count += 1;
+            // Twice the OperationTimeout of such answers is no slow command but a broken server.
+            if since.elapsed() > Duration::from_secs(2 * op_timeout) {
+                return Err(self.protocol(
+                    Operation::ReceiveOutput,
+                    format!(
+                        "the server answered {count} Receives at once without output for more \
+                         than {} s; a WinRM server holds a Receive until there is output or \
+                         OperationTimeout ({op_timeout} s) has passed",
+                        2 * op_timeout
+                    ),
+                ));
+            }
+            // The command's deadline (around this loop) cuts the pause short.
+            let pause = backoff.next().unwrap_or(IdleBackoff::MAX);
+            tokio::time::sleep(pause).await;
         }
     }
 

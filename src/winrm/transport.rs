@@ -550,7 +550,7 @@ impl Transport {
                 return Err(self.error(
                     operation,
                     Failure::Limit(Limit::Reply {
-                        bytes: MAX_REPLY_BODY as u64,
+                        bytes: MAX_ENVELOPE_SIZE as u64,
                     }),
                 ));
             }

@@ -415,6 +415,13 @@ async fn a_long_script_goes_through_stdin_in_chunks() {
 
 /// A server that answers every Receive at once, without output and without finishing.
 async fn against_an_idle_server(answer: fn() -> Outcome) -> (WinrmError, Vec<Operation>) {
+    against_an_idle_server_for(answer, Duration::from_secs(20)).await
+}
+
+async fn against_an_idle_server_for(
+    answer: fn() -> Outcome,
+    deadline: Duration,
+) -> (WinrmError, Vec<Operation>) {
     let mut d = driver(vec![
         (Create, created(SHELL)),
         (Command, started(CMD)),
@@ -422,11 +429,30 @@ async fn against_an_idle_server(answer: fn() -> Outcome) -> (WinrmError, Vec<Ope
         (Delete, empty()),
     ]);
     d.exchange.endless_receive = Some(answer);
-    let err = d
-        .run(&powershell::plan("1"), Duration::from_secs(20))
-        .await
-        .unwrap_err();
+    let err = d.run(&powershell::plan("1"), deadline).await.unwrap_err();
     (err, d.exchange.ops())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_server_that_never_waits_fails_after_twice_the_operation_timeout() {
+    let started = Instant::now();
+    let (err, ops) = against_an_idle_server_for(timed_out, Duration::from_secs(600)).await;
+    assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
+    assert!(!err.is_transient());
+    let text = err.to_string();
+    assert!(
+        text.contains(
+            "Receives at once without output for more than 40 s; a WinRM server holds a Receive"
+        ),
+        "{text}"
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(40) && waited < Duration::from_secs(43),
+        "{waited:?}"
+    );
+    assert!(count_of(&ops, Receive) <= 30, "{ops:?}");
+    assert_eq!(&ops[ops.len() - 2..], &[Signal, Delete]);
 }
 
 #[tokio::test(start_paused = true)]
