@@ -183,6 +183,8 @@ impl Measured {
 }
 
 /// Runs wsusfix and measures it with wait4 (the child's own rusage, not the test process's).
+// The child is reaped by wait4, not by `Child::wait`, which cannot give its rusage.
+#[allow(clippy::zombie_processes)]
 fn run_measured(args: &[&str], env: &[(&str, &str)], timeout: Duration) -> Measured {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wsusfix"));
     cmd.args(args)
