@@ -639,3 +639,62 @@ fn the_peer_agrees_with_pywinrm() {
     assert_eq!(result["stdout"], "from pywinrm\r\n");
     assert_eq!(result["stderr"], "oops");
 }
+
+/// `ca_file` is that CA and no other: with the peer's CA among "the system's roots"
+/// (`SSL_CERT_FILE`, which the platform verifier reads) and another CA in `ca_file`, the peer is
+/// refused, unless `ca_mode: add` keeps the system's roots as well.
+#[test]
+fn ca_file_replaces_the_system_roots_unless_ca_mode_adds_to_them() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let peer = Peer::start(PeerOptions {
+        tls: true,
+        ..Default::default()
+    });
+    let peer_ca = peer.tls.as_ref().unwrap().ca.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let mut other = CertificateParams::new(Vec::<String>::new()).unwrap();
+    other.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    other
+        .distinguished_name
+        .push(DnType::CommonName, "another CA");
+    let other = other.self_signed(&KeyPair::generate().unwrap()).unwrap();
+    std::fs::write(dir.path().join("other-ca.pem"), other.pem()).unwrap();
+    std::fs::copy(&peer_ca, dir.path().join("peer-ca.pem")).unwrap();
+    let exec = |ca_file: &str, ca_mode: &str| {
+        let inv = dir.path().join("inv.yaml");
+        std::fs::write(
+            &inv,
+            format!(
+                "defaults:\n  username: CORP\\alice\n  password: env:WSUSFIX_PASSWORD\nservers:\n  \
+                 peer-host:\n    role: upstream\n    address: 127.0.0.1\n    winrm: {{ scheme: \
+                 https, port: {}, auth: ntlm, ca_file: {ca_file}{ca_mode} }}\n",
+                peer.port
+            ),
+        )
+        .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_wsusfix"))
+            .args(["exec", "-i"])
+            .arg(&inv)
+            .args(["--host", "peer-host", "--", "Write-Output 'trusted'"])
+            .env("WSUSFIX_PASSWORD", PASSWORD)
+            .env("SSL_CERT_FILE", &peer_ca)
+            .env_remove("SSL_CERT_DIR")
+            .env_remove("WSUSFIX_LOG")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = exec("other-ca.pem", "");
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("== peer-host (not run)\n"), "{out}");
+    assert!(out.contains("TLS: "), "{out}");
+    assert!(out.contains("UnknownIssuer"), "{out}");
+    let (code, out) = exec("other-ca.pem", ", ca_mode: add");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("trusted"), "{out}");
+    let (code, out) = exec("peer-ca.pem", "");
+    assert_eq!(code, Some(0), "{out}");
+}
