@@ -29,9 +29,21 @@ fn validate_never_prints_a_password_back() {
         ),
     );
     let d = Run::new(["validate", "-i", &inv]).run().code(3);
-    assert!(d.stderr.contains("holds a literal password"), "{}", d.stderr);
-    assert!(d.stderr.contains("  password: *************"), "{}", d.stderr);
-    assert!(!format!("{}{}", d.stdout, d.stderr).contains("Sup3r"), "{}", d.stderr);
+    assert!(
+        d.stderr.contains("holds a literal password"),
+        "{}",
+        d.stderr
+    );
+    assert!(
+        d.stderr.contains("  password: *************"),
+        "{}",
+        d.stderr
+    );
+    assert!(
+        !format!("{}{}", d.stdout, d.stderr).contains("Sup3r"),
+        "{}",
+        d.stderr
+    );
     // A typo of the key, too: the line is quoted for the unknown key, its value is not.
     let inv = write(
         dir.path(),
@@ -71,7 +83,8 @@ fn a_yaml_alias_bomb_is_refused_at_once() {
         .code(3);
     assert!(d.stderr.contains("alias-bomb.yaml:7:14"), "{}", d.stderr);
     assert!(
-        d.stderr.contains("the aliases would expand the document past 250000 nodes"),
+        d.stderr
+            .contains("the aliases would expand the document past 250000 nodes"),
         "{}",
         d.stderr
     );
@@ -99,8 +112,17 @@ fn plan_out_replaces_a_planted_link_instead_of_writing_through_it() {
     .run()
     .code(0);
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
-    assert!(!std::fs::symlink_metadata(&out).unwrap().file_type().is_symlink());
-    assert!(std::fs::read_to_string(&out).unwrap().contains("\"fingerprint\""));
+    assert!(
+        !std::fs::symlink_metadata(&out)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(
+        std::fs::read_to_string(&out)
+            .unwrap()
+            .contains("\"fingerprint\"")
+    );
 }
 
 #[test]
@@ -120,7 +142,8 @@ fn a_password_file_others_may_read_is_refused_unless_allowed() {
     let exec = ["exec", "-i", &inv, "--host", "wsus-hq", "--", "1"];
     let d = Run::new(exec).run().code(2);
     assert!(
-        d.stdout.contains("(file:pw.txt) has mode 0644: its group or other users may read it"),
+        d.stdout
+            .contains("(file:pw.txt) has mode 0644: its group or other users may read it"),
         "{}",
         d.stdout
     );

@@ -328,7 +328,7 @@ impl WinrmError {
             Failure::Fault(_) => ErrorKind::Fault,
             Failure::Protocol(_) => ErrorKind::Protocol,
             Failure::Limit(_) => ErrorKind::Limit,
-            Failure::Unsealed { .. } => ErrorKind::Protocol,
+            Failure::Unsealed { .. } => ErrorKind::Http,
         }
     }
 
