@@ -1725,3 +1725,27 @@ async fn connections_past_the_cap_are_refused_with_503() {
     drop(second);
     ep.shutdown().await;
 }
+
+/// Extended Protection (CbtHardeningLevel=Strict): over HTTPS an NTLM logon without the channel
+/// binding of the listener's certificate is refused; over HTTP nothing changes. (This client
+/// sends no binding; the project's client does, see tests/ops_over_winrm.rs.)
+#[tokio::test]
+async fn extended_protection_refuses_an_unbound_ntlm_logon_over_https() {
+    let ep = start("wsus-epa", 62).await;
+    ep.faults("wsus-epa").unwrap().set_extended_protection(true);
+    let addrs = ep.host("wsus-epa").unwrap().clone();
+    for spnego in [false, true] {
+        let conn = http::Conn::tls(addrs.https.unwrap(), ep.ca_pem())
+            .await
+            .unwrap();
+        let refused = logon(conn, USER, PASSWORD, spnego)
+            .await
+            .err()
+            .map(|r| r.status);
+        assert_eq!(refused, Some(401), "spnego {spnego}");
+    }
+    let mut s = http_logon(&ep, "wsus-epa").await;
+    assert_eq!(s.soap(&create().xml).await.status, 200);
+    assert_eq!(ep.counters("wsus-epa").unwrap().auth_failures, 2);
+    ep.shutdown().await;
+}

@@ -247,7 +247,11 @@ pub async fn serve(
         let mut https_addr = None;
         if let (Some(port), Some(authority)) = (config.https_port, &authority) {
             let (https, addr) = bind(port).await?;
-            let tls = TlsAcceptor::from(authority.server_config(&spec.name, spec.ip)?);
+            let (config, binding) = authority.server_config(&spec.name, spec.ip)?;
+            let _ = runtime
+                .channel_bindings
+                .set(super::ntlm::channel_bindings_hash(&binding));
+            let tls = TlsAcceptor::from(config);
             listeners.push((
                 https,
                 addr,
