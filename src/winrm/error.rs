@@ -7,6 +7,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::util::terminal::one_line;
+
 /// What the client was doing when it failed; part of every error message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
@@ -173,16 +175,18 @@ impl Fault {
 }
 
 impl fmt::Display for Fault {
+    /// Every part comes from the server: control characters are escaped and long texts cut
+    /// (`util::terminal`), so that the message is safe wherever it goes (journal, recap, logs).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "WS-Management fault {}", self.code)?;
+        write!(f, "WS-Management fault {}", one_line(&self.code))?;
         if let Some(sub) = &self.subcode {
-            write!(f, "/{sub}")?;
+            write!(f, "/{}", one_line(sub))?;
         }
         if let Some(code) = self.wsman_code {
             write!(f, " (code {code:#x} = {code})")?;
         }
         if let Some(machine) = &self.machine {
-            write!(f, " from {machine}")?;
+            write!(f, " from {}", one_line(machine))?;
         }
         let reason = self.reason.trim();
         let text = if reason.is_empty() {
@@ -191,7 +195,7 @@ impl fmt::Display for Fault {
             reason
         };
         if !text.is_empty() {
-            write!(f, ": {text}")?;
+            write!(f, ": {}", one_line(text))?;
         }
         Ok(())
     }
@@ -232,8 +236,8 @@ pub enum Failure {
     /// A SOAP fault from the server.
     #[error("{0}")]
     Fault(Box<Fault>),
-    /// A reply the client cannot use.
-    #[error("unexpected reply: {0}")]
+    /// A reply the client cannot use (the text may quote the reply: it is escaped when shown).
+    #[error("unexpected reply: {}", one_line(.0))]
     Protocol(String),
     /// A reply or the output passed a size limit.
     #[error("{0}")]
