@@ -56,8 +56,9 @@ pub fn protocol_dumps_enabled() -> bool {
     PROTOCOL_DUMPS.load(Ordering::Relaxed)
 }
 
-fn dump(host: &str, what: &str, bytes: &[u8]) {
+fn dump(host: &str, what: impl FnOnce() -> String, bytes: &[u8]) {
     if PROTOCOL_DUMPS.load(Ordering::Relaxed) {
+        let what = what();
         tracing::trace!(target: "wsusfix::winrm::wire", host, "{what} ({} bytes):\n{}", bytes.len(), String::from_utf8_lossy(bytes));
     }
 }
@@ -183,7 +184,7 @@ impl Transport {
             }
             dump(
                 &self.authority,
-                &format!("{operation} request"),
+                || format!("{operation} request"),
                 soap.as_bytes(),
             );
             let (body, content_type) = if self.seals() {
@@ -229,7 +230,7 @@ impl Transport {
             let body = self.unseal(operation, &raw)?;
             dump(
                 &self.authority,
-                &format!("{operation} reply, HTTP {}", raw.status),
+                || format!("{operation} reply, HTTP {}", raw.status),
                 &body,
             );
             return Ok(HttpReply {
