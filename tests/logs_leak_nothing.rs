@@ -73,3 +73,56 @@ fn context(text: &str, needle: &str) -> String {
     let end = (at + 300).min(text.len());
     text.get(start..end).unwrap_or("").to_string()
 }
+
+/// Protocol dumps come only on request and only to a terminal, after a warning: under a pseudo
+/// terminal (`script`) the SOAP messages are shown; through a pipe the request is refused.
+#[test]
+fn protocol_dumps_need_the_flag_and_a_terminal() {
+    let lab = Lab::start("lab.yaml", 213, Some("seed: 1\n"));
+    let bin = env!("CARGO_BIN_EXE_wsusfix");
+    let inv = lab.inventory.display().to_string();
+    let exec = format!("{bin} exec -i {inv} --host wsus-hq -- '# wsusfix-op: child_servers {{}}'");
+    let run = |wrap_in_terminal: bool| {
+        let mut cmd = if wrap_in_terminal {
+            let mut c = std::process::Command::new("script");
+            c.args(["-qec", &exec, "/dev/null"]);
+            c
+        } else {
+            let mut c = std::process::Command::new("sh");
+            c.args(["-c", &exec]);
+            c
+        };
+        let out = cmd
+            .env("WSUSFIX_PASSWORD", PASSWORD)
+            .env("WSUSFIX_LOG", "wsusfix::winrm=trace")
+            .env("WSUSFIX_LOG_PROTOCOL", "1")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let piped = run(false);
+    assert!(
+        piped.contains(
+            "WSUSFIX_LOG_PROTOCOL is ignored: protocol dumps are only written to a terminal"
+        ),
+        "{piped}"
+    );
+    assert!(!piped.contains("Envelope xmlns"), "{piped}");
+    assert!(piped.contains("== wsus-hq (exit 0)"), "{piped}");
+    let shown = run(true);
+    assert!(
+        shown.contains(
+            "warning: WSUSFIX_LOG_PROTOCOL is on: the NTLM messages and every SOAP message"
+        ),
+        "{shown}"
+    );
+    assert!(shown.contains("wsusfix::winrm::wire"), "{shown}");
+    assert!(shown.contains("create shell request ("), "{shown}");
+    assert!(shown.contains(":Envelope xmlns"), "{shown}");
+    assert!(shown.contains("logon token sent: "), "{shown}");
+}

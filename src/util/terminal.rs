@@ -31,7 +31,7 @@ pub fn one_line(text: &str) -> String {
 /// escaped as well. Each line is cut after `max_line` characters with a marker saying how much
 /// was left out.
 pub fn escape(text: &str, keep_lines: bool, max_line: usize) -> String {
-    let mut out = String::with_capacity(text.len().min(max_line * 4) + 16);
+    let mut out = String::with_capacity(text.len().min(max_line.saturating_mul(4)) + 16);
     let mut shown = 0usize;
     let mut hidden = 0usize;
     let mut chars = text.chars().peekable();
@@ -103,6 +103,8 @@ mod tests {
         assert_eq!(one_line("a\nb"), "a\\nb");
         assert_eq!(server_text("a\r\nb\n\tc\x00"), "a\nb\n\tc\\x00");
         assert_eq!(server_text("plain ünïcode ✓"), "plain ünïcode ✓");
+        // No limit at all (protocol dumps) is allowed.
+        assert_eq!(escape("a\x1bb", true, usize::MAX), "a\\eb");
     }
 
     #[test]
