@@ -138,6 +138,30 @@ impl Scheme {
     }
 }
 
+/// How `ca_file` is trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CaMode {
+    /// The CA file's certificates are the only roots (`ca_mode: only`, the default).
+    #[default]
+    Only,
+    /// They are trusted in addition to the system's roots (`ca_mode: add`).
+    Add,
+}
+
+impl CaMode {
+    fn is_default(&self) -> bool {
+        *self == CaMode::Only
+    }
+}
+
+/// The default cap on one command's output, in MiB (`winrm: { max_output_mb: N }`).
+pub const DEFAULT_MAX_OUTPUT_MB: u32 = 16;
+
+fn is_default_max_output(mb: &u32) -> bool {
+    *mb == DEFAULT_MAX_OUTPUT_MB
+}
+
 /// WinRM authentication.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -192,10 +216,16 @@ pub struct WinrmTarget {
     pub auth: AuthKind,
     /// A PEM file of CA certificates to trust for HTTPS.
     pub ca_file: Option<String>,
+    /// Whether `ca_file` replaces the system's roots or adds to them.
+    #[serde(skip_serializing_if = "CaMode::is_default")]
+    pub ca_mode: CaMode,
     /// HTTPS without certificate verification (explicit, per host).
     pub insecure_skip_tls_verify: bool,
     /// WS-Man OperationTimeout in seconds (Receive long-poll).
     pub operation_timeout: u32,
+    /// The most output (stdout and stderr) one command may produce, in MiB.
+    #[serde(skip_serializing_if = "is_default_max_output")]
+    pub max_output_mb: u32,
 }
 
 /// The WSUS web site of a server.
@@ -350,8 +380,10 @@ const WINRM_KEYS: &[&str] = &[
     "port",
     "auth",
     "ca_file",
+    "ca_mode",
     "insecure_skip_tls_verify",
     "operation_timeout",
+    "max_output_mb",
 ];
 const WSUS_KEYS: &[&str] = &["port", "ssl"];
 
@@ -362,8 +394,10 @@ struct WinrmPartial {
     port: Option<u16>,
     auth: Option<AuthKind>,
     ca_file: Option<String>,
+    ca_mode: Option<(CaMode, Span)>,
     insecure: Option<(bool, Span)>,
     operation_timeout: Option<u32>,
+    max_output_mb: Option<u32>,
     /// Where the block is, for errors found when combining.
     span: Option<Span>,
     port_span: Option<Span>,
@@ -663,6 +697,34 @@ impl<'d> Validator<'d> {
             w.ca_file = self.string(n, "ca_file");
             w.ca_span = Some(n.span);
         }
+        if let Some(n) = f.get("ca_mode")
+            && let Some(mode) = self.choice(
+                n,
+                "ca_mode",
+                &[("only", CaMode::Only), ("add", CaMode::Add)],
+            )
+        {
+            w.ca_mode = Some((mode, n.span));
+        }
+        if let Some(n) = f.get("max_output_mb") {
+            match n.as_i64() {
+                Some(mb) if (1..=1024).contains(&mb) => w.max_output_mb = Some(mb as u32),
+                _ => self.err(
+                    Diagnostic::error(
+                        format!(
+                            "max_output_mb must be a number of MiB from 1 to 1024, found {}",
+                            n.as_scalar_text()
+                                .map(|t| format!("`{t}`"))
+                                .unwrap_or_else(|| n.kind().into())
+                        ),
+                        n.span,
+                    )
+                    .with_help(format!(
+                        "the most output one command may produce; {DEFAULT_MAX_OUTPUT_MB} by default"
+                    )),
+                ),
+            }
+        }
         if let Some(n) = f.get("insecure_skip_tls_verify")
             && let Some(b) = self.boolean(n, "insecure_skip_tls_verify")
         {
@@ -716,7 +778,19 @@ impl<'d> Validator<'d> {
         let port = own.port.or(inherited_port).unwrap_or(scheme.default_port());
         let auth = own.auth.or(defaults.auth).unwrap_or(AuthKind::Negotiate);
         let ca_file = own.ca_file.clone().or_else(|| defaults.ca_file.clone());
+        let ca_mode = own.ca_mode.or(defaults.ca_mode);
         let insecure = own.insecure.map(|(b, _)| b).unwrap_or(false);
+        if let Some((_, span)) = ca_mode
+            && ca_file.is_none()
+        {
+            self.err(
+                Diagnostic::error(
+                    format!("ca_mode is set for {what}, which has no ca_file"),
+                    span,
+                )
+                .with_help("ca_mode says how ca_file is trusted: only (the default) or add"),
+            );
+        }
         if scheme == Scheme::Http && auth == AuthKind::Basic {
             let span = own
                 .auth_span
@@ -756,17 +830,35 @@ impl<'d> Validator<'d> {
                     .with_help("it only applies with scheme: https"),
                 );
             }
+        } else if let Some((true, span)) = own.insecure {
+            // Said wherever the inventory is loaded: validate, plan, exec, verify, apply.
+            self.diags.push(
+                Diagnostic::warning(
+                    format!("TLS verification is off for {what} (insecure_skip_tls_verify)"),
+                    span,
+                )
+                .with_label("any server that answers on its address can pose as it")
+                .with_help(
+                    "an impostor learns what is sent there, Basic passwords included; trust the \
+                     host's CA with ca_file instead",
+                ),
+            );
         }
         WinrmTarget {
             scheme,
             port,
             auth,
             ca_file,
+            ca_mode: ca_mode.map(|(m, _)| m).unwrap_or_default(),
             insecure_skip_tls_verify: insecure,
             operation_timeout: own
                 .operation_timeout
                 .or(defaults.operation_timeout)
                 .unwrap_or(20),
+            max_output_mb: own
+                .max_output_mb
+                .or(defaults.max_output_mb)
+                .unwrap_or(DEFAULT_MAX_OUTPUT_MB),
         }
     }
 
@@ -1286,7 +1378,9 @@ impl<'d> Validator<'d> {
         base.auth = base.auth.or(defaults.winrm.auth);
         base.auth_span = base.auth_span.or(defaults.winrm.auth_span);
         base.ca_file = base.ca_file.or(defaults.winrm.ca_file.clone());
+        base.ca_mode = base.ca_mode.or(defaults.winrm.ca_mode);
         base.operation_timeout = base.operation_timeout.or(defaults.winrm.operation_timeout);
+        base.max_output_mb = base.max_output_mb.or(defaults.winrm.max_output_mb);
         let winrm = self.resolve_winrm(&own, &base, &what);
         let mut own_creds = CredPartial::default();
         self.credentials_into(&f, &what, &mut own_creds);
@@ -1456,6 +1550,68 @@ servers:
         assert_eq!(eu.winrm.scheme, Scheme::Https);
         assert_eq!(eu.winrm.port, 5986);
         assert!(eu.winrm.insecure_skip_tls_verify);
+    }
+
+    #[test]
+    fn skipping_tls_verification_is_warned_about() {
+        let text = LAB.replace(
+            "    address: 127.0.1.2\n",
+            "    address: 127.0.1.2\n    winrm: { scheme: https, insecure_skip_tls_verify: true }\n",
+        );
+        let loaded = load(&text);
+        assert!(loaded.inventory.is_some());
+        let warnings: Vec<&Diagnostic> = loaded
+            .diagnostics
+            .iter()
+            .filter(|d| !d.is_error())
+            .collect();
+        assert_eq!(warnings.len(), 1, "{:?}", loaded.diagnostics);
+        assert!(
+            warnings[0]
+                .message
+                .starts_with("TLS verification is off for server `wsus-eu`"),
+            "{}",
+            warnings[0].message
+        );
+        assert_eq!(warnings[0].line_col().map(|(l, _)| l), Some(16));
+        assert!(load(LAB).diagnostics.is_empty());
+    }
+
+    #[test]
+    fn ca_mode_and_the_output_cap() {
+        let text = LAB.replace(
+            "    address: 127.0.1.2\n",
+            "    address: 127.0.1.2\n    winrm: { scheme: https, ca_file: ca.pem, ca_mode: add, max_output_mb: 64 }\n",
+        );
+        let inv = load(&text).inventory.unwrap();
+        let eu = inv.get("wsus-eu").unwrap();
+        assert_eq!(eu.winrm.ca_mode, CaMode::Add);
+        assert_eq!(eu.winrm.max_output_mb, 64);
+        let hq = inv.get("wsus-hq").unwrap();
+        assert_eq!(
+            (hq.winrm.ca_mode, hq.winrm.max_output_mb),
+            (CaMode::Only, DEFAULT_MAX_OUTPUT_MB)
+        );
+        // The defaults keep the canonical form (and so the fingerprint) of older inventories.
+        assert!(!inv.canonical().contains("wsus-hq\",\"ca_mode"));
+        assert_eq!(inv.canonical().matches("ca_mode").count(), 1);
+
+        let text = LAB.replace(
+            "    address: 127.0.1.2\n",
+            "    address: 127.0.1.2\n    winrm: { scheme: https, ca_mode: add, max_output_mb: 0 }\n",
+        );
+        let e = errors(&text);
+        assert!(
+            e.iter()
+                .any(|(_, _, m)| m
+                    .contains("ca_mode is set for server `wsus-eu`, which has no ca_file")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter().any(|(_, _, m)| m
+                .contains("max_output_mb must be a number of MiB from 1 to 1024, found `0`")),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -7,9 +7,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::core::inventory::{AuthKind, Credentials, Inventory, Scheme as InvScheme, WinrmTarget};
+use crate::core::inventory::{
+    AuthKind, CaMode as InvCaMode, Credentials, Inventory, Scheme as InvScheme, WinrmTarget,
+};
 use crate::util::credentials::Resolver;
-use crate::winrm::{AuthMethod, Endpoint, Scheme, Session, TransportStats};
+use crate::winrm::{AuthMethod, CaMode, Endpoint, Scheme, Session, TransportStats};
 use crate::wsus::{Remote, WsusOps};
 
 /// A host to connect to.
@@ -123,8 +125,13 @@ pub fn endpoint(t: &Target, password: crate::util::secret::Secret, base_dir: &Pa
     );
     e.port = t.winrm.port;
     e.ca_file = t.winrm.ca_file.as_ref().map(|f| base_dir.join(f));
+    e.ca_mode = match t.winrm.ca_mode {
+        InvCaMode::Only => CaMode::Only,
+        InvCaMode::Add => CaMode::Add,
+    };
     e.insecure_skip_verify = t.winrm.insecure_skip_tls_verify;
     e.operation_timeout = Duration::from_secs(u64::from(t.winrm.operation_timeout));
+    e.max_output = u64::from(t.winrm.max_output_mb) * 1024 * 1024;
     e
 }
 

@@ -177,6 +177,7 @@ impl Fleet {
                 f.set_failure_probability(t.http500_probability);
                 f.set_timeout_storm(t.timed_out_storm);
                 f.set_reject_credentials(t.bad_credentials);
+                f.set_extended_protection(t.extended_protection);
                 // A host that dies mid-run: it stops answering after N requests.
                 f.set_die_after_requests(t.dies_after_requests.unwrap_or(0));
                 f.set_hang_after_requests(t.hangs_after_requests.unwrap_or(0));

@@ -104,6 +104,9 @@ pub struct TransportScenario {
     /// Every credential is rejected.
     #[serde(default)]
     pub bad_credentials: bool,
+    /// Extended Protection (CbtHardeningLevel=Strict): NTLM over HTTPS needs the channel binding.
+    #[serde(default)]
+    pub extended_protection: bool,
     /// The host dies (refuses connections) after this many requests.
     pub dies_after_requests: Option<u64>,
     /// The host stops answering (accepts, never replies) after this many requests.

@@ -45,6 +45,8 @@ pub(crate) struct SecurityContext {
     target: String,
     complete: bool,
     trailer: usize,
+    /// A SEC_CHANNEL_BINDINGS structure for the AUTHENTICATE message (NTLM over HTTPS).
+    channel_bindings: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for SecurityContext {
@@ -116,7 +118,15 @@ impl SecurityContext {
             target: format!("HTTP/{host}"),
             complete: false,
             trailer: 16,
+            channel_bindings: None,
         })
+    }
+
+    /// Binds the logon to the TLS channel: `application_data` (the `tls-server-end-point`
+    /// binding) goes into the AUTHENTICATE message as MsvAvChannelBindings. Call before the step
+    /// that answers the challenge.
+    pub fn set_channel_binding(&mut self, application_data: &[u8]) {
+        self.channel_bindings = Some(sec_channel_bindings(application_data));
     }
 
     /// True once the handshake is complete (sealing may start).
@@ -128,9 +138,12 @@ impl SecurityContext {
     /// the token to send (empty when nothing is left to send).
     pub fn step(&mut self, input: Option<&[u8]>) -> Result<Vec<u8>, String> {
         let target = self.target.clone();
+        let bindings = self.channel_bindings.as_deref();
         let (status, token) = match &mut self.inner {
-            Inner::Ntlm { ctx, creds } => init_step(ctx.as_mut(), creds, &target, input),
-            Inner::Negotiate { ctx, creds } => init_step(ctx.as_mut(), creds, &target, input),
+            Inner::Ntlm { ctx, creds } => init_step(ctx.as_mut(), creds, &target, input, bindings),
+            Inner::Negotiate { ctx, creds } => {
+                init_step(ctx.as_mut(), creds, &target, input, bindings)
+            }
         }
         .map_err(describe)?;
         self.complete = status == SecurityStatus::Ok;
@@ -173,17 +186,38 @@ impl SecurityContext {
     }
 }
 
+/// The SEC_CHANNEL_BINDINGS structure sspi reads from a `ChannelBindings` input buffer: eight
+/// u32 (initiator and acceptor address types, lengths and offsets all zero; the application
+/// data's length and offset 32), then the application data.
+fn sec_channel_bindings(application_data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0u8; 24];
+    out.extend_from_slice(&(application_data.len() as u32).to_le_bytes());
+    out.extend_from_slice(&32u32.to_le_bytes());
+    out.extend_from_slice(application_data);
+    out
+}
+
 fn init_step<C>(
     ctx: &mut C,
     creds: &mut C::CredentialsHandle,
     target: &str,
     input: Option<&[u8]>,
+    channel_bindings: Option<&[u8]>,
 ) -> sspi::Result<(SecurityStatus, Vec<u8>)>
 where
     C: Sspi + SspiImpl,
 {
     let mut output = vec![SecurityBuffer::new(Vec::new(), BufferType::Token)];
-    let mut input_buffers = input.map(|t| vec![SecurityBuffer::new(t.to_vec(), BufferType::Token)]);
+    let mut input_buffers = input.map(|t| {
+        let mut buffers = vec![SecurityBuffer::new(t.to_vec(), BufferType::Token)];
+        if let Some(cb) = channel_bindings {
+            buffers.push(SecurityBuffer::new(
+                cb.to_vec(),
+                BufferType::ChannelBindings,
+            ));
+        }
+        buffers
+    });
     let mut builder = ctx
         .initialize_security_context()
         .with_credentials_handle(creds)

@@ -47,6 +47,17 @@ pub enum AuthMethod {
     Basic,
 }
 
+/// How a CA file is trusted (HTTPS only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CaMode {
+    /// The CA file's certificates are the only roots: a certificate any other authority signed
+    /// is refused.
+    #[default]
+    Only,
+    /// The CA file's certificates are trusted in addition to the system's roots.
+    Add,
+}
+
 /// One WinRM listener and the credentials for it.
 #[derive(Clone)]
 pub struct Endpoint {
@@ -64,8 +75,10 @@ pub struct Endpoint {
     pub username: String,
     /// The password; never logged, never part of an error.
     pub password: Secret,
-    /// PEM file with extra trusted root certificates (HTTPS only).
+    /// PEM file with the trusted root certificates (HTTPS only).
     pub ca_file: Option<PathBuf>,
+    /// Whether `ca_file` replaces the system's roots (the default) or adds to them.
+    pub ca_mode: CaMode,
     /// Accept any server certificate (HTTPS only). Opt-in per host, for lab use.
     pub insecure_skip_verify: bool,
     /// WS-Management OperationTimeout, whole seconds (default 20 s; the server caps it at
@@ -76,6 +89,9 @@ pub struct Endpoint {
     /// `WINRS_CODEPAGE` of the shell and the code page used to decode its output (437 by default;
     /// 65001 is UTF-8 but breaks batch files on Windows Server 2008 RTM).
     pub codepage: u32,
+    /// The most stdout and stderr bytes one command may produce (16 MiB by default); a command
+    /// that produces more is stopped with an error.
+    pub max_output: u64,
 }
 
 /// Default WS-Management OperationTimeout (pywinrm's default).
@@ -84,6 +100,9 @@ pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(20);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default shell code page.
 pub const DEFAULT_CODEPAGE: u32 = 437;
+/// Default cap on one command's output (stdout and stderr together): 16 MiB. Our scripts print
+/// kilobytes; a log tail a few megabytes.
+pub const DEFAULT_MAX_OUTPUT: u64 = 16 * 1024 * 1024;
 
 impl Endpoint {
     /// An endpoint with the usual defaults: the scheme's default port, `/wsman`, a 20 s
@@ -104,10 +123,12 @@ impl Endpoint {
             username: username.into(),
             password,
             ca_file: None,
+            ca_mode: CaMode::Only,
             insecure_skip_verify: false,
             operation_timeout: DEFAULT_OPERATION_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             codepage: DEFAULT_CODEPAGE,
+            max_output: DEFAULT_MAX_OUTPUT,
         }
     }
 
@@ -190,6 +211,9 @@ impl Endpoint {
         if self.operation_timeout < Duration::from_secs(1) {
             return Err("the operation timeout must be at least 1 second".into());
         }
+        if self.max_output == 0 {
+            return Err("the output limit must be greater than zero".into());
+        }
         if self.connect_timeout.is_zero() {
             return Err("the connect timeout must be greater than zero".into());
         }
@@ -212,10 +236,12 @@ impl fmt::Debug for Endpoint {
             .field("username", &self.username)
             .field("password", &self.password)
             .field("ca_file", &self.ca_file)
+            .field("ca_mode", &self.ca_mode)
             .field("insecure_skip_verify", &self.insecure_skip_verify)
             .field("operation_timeout", &self.operation_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("codepage", &self.codepage)
+            .field("max_output", &self.max_output)
             .finish()
     }
 }

@@ -19,6 +19,7 @@
 
 mod affinity;
 mod auth;
+mod channel_binding;
 mod clixml;
 mod codepage;
 mod encryption;
@@ -33,12 +34,12 @@ mod transport;
 mod xml;
 
 pub use endpoint::{
-    AuthMethod, DEFAULT_CODEPAGE, DEFAULT_CONNECT_TIMEOUT, DEFAULT_OPERATION_TIMEOUT, Endpoint,
-    Scheme,
+    AuthMethod, CaMode, DEFAULT_CODEPAGE, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_OUTPUT,
+    DEFAULT_OPERATION_TIMEOUT, Endpoint, Scheme,
 };
 pub use error::{
-    ErrorKind, Failure, Fault, Operation, TimeoutCause, WSMAN_CODE_OPERATION_TIMEOUT,
+    ErrorKind, Failure, Fault, Limit, Operation, TimeoutCause, WSMAN_CODE_OPERATION_TIMEOUT,
     WSMAN_CODE_SHELL_NOT_FOUND, WSMAN_CODE_TOO_MANY_COMMANDS, WinrmError,
 };
 pub use session::{CommandOutput, Session};
-pub use transport::TransportStats;
+pub use transport::{TransportStats, enable_protocol_dumps, protocol_dumps_enabled};

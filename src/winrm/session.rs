@@ -60,6 +60,7 @@ impl Session {
         let config = ShellConfig {
             codepage: endpoint.codepage,
             operation_timeout_secs: endpoint.operation_timeout_secs(),
+            max_output: endpoint.max_output,
         };
         let codepage = endpoint.codepage;
         let url = endpoint.url();

@@ -14,6 +14,7 @@
 //! final token that may come back on the 200 is fed into the context, and only then does the
 //! first sealed SOAP message go out.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -22,14 +23,45 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, WWW_A
 
 use super::affinity;
 use super::auth::{Mechanism, SecurityContext};
+use super::channel_binding;
 use super::encryption;
-use super::endpoint::{AuthMethod, Endpoint, Scheme};
-use super::error::{Failure, HINT_413, Operation, TimeoutCause, WinrmError};
+use super::endpoint::{AuthMethod, CaMode, Endpoint, Scheme};
+use super::error::{Failure, HINT_413, Limit, Operation, TimeoutCause, WinrmError};
+use super::soap::MAX_ENVELOPE_SIZE;
 
 const SOAP_CONTENT_TYPE: &str = "application/soap+xml;charset=UTF-8";
 /// How long a request waits for the pooled, authenticated connection before deciding it is gone.
 const AFFINITY_GRACE: Duration = Duration::from_secs(1);
 const USER_AGENT: &str = concat!("wsusfix/", env!("CARGO_PKG_VERSION"), " (WinRM client)");
+/// The MS-WSMV frame around a sealed envelope: two part headers, the signature and its length,
+/// the closing boundary (about 230 bytes; the rest is slack).
+const SEALING_FRAME: usize = 1024;
+/// The largest reply body read: the envelope we ask for (`w:MaxEnvelopeSize`) in its frame.
+/// A server that sends more breaks the protocol; reading on would let it fill our memory.
+pub(crate) const MAX_REPLY_BODY: usize = MAX_ENVELOPE_SIZE + SEALING_FRAME;
+
+/// Whether the plaintext SOAP messages and the logon tokens are written to the log (target
+/// `wsusfix::winrm::wire`, level trace). Off unless [`enable_protocol_dumps`] was called: no
+/// log filter can turn these on.
+static PROTOCOL_DUMPS: AtomicBool = AtomicBool::new(false);
+
+/// Turns protocol dumps on for the rest of the process. Only the logging setup calls this, when
+/// `WSUSFIX_LOG_PROTOCOL` asks for it on a terminal (docs/logging.md).
+pub fn enable_protocol_dumps() {
+    PROTOCOL_DUMPS.store(true, Ordering::Relaxed);
+}
+
+/// True once protocol dumps are on.
+pub fn protocol_dumps_enabled() -> bool {
+    PROTOCOL_DUMPS.load(Ordering::Relaxed)
+}
+
+fn dump(host: &str, what: impl FnOnce() -> String, bytes: &[u8]) {
+    if PROTOCOL_DUMPS.load(Ordering::Relaxed) {
+        let what = what();
+        tracing::trace!(target: "wsusfix::winrm::wire", host, "{what} ({} bytes):\n{}", bytes.len(), String::from_utf8_lossy(bytes));
+    }
+}
 
 /// Traffic counters of one [`crate::winrm::Session`], for benchmarks and diagnostics.
 /// Bytes are HTTP bodies as sent and received (sealed form when encrypted), headers excluded.
@@ -54,6 +86,8 @@ pub(crate) struct HttpReply {
 
 struct RawReply {
     status: u16,
+    /// The server's certificate (DER), over HTTPS.
+    peer_certificate: Option<Vec<u8>>,
     content_type: Option<String>,
     negotiate_token: Option<Result<Vec<u8>, String>>,
     offered: Vec<String>,
@@ -148,6 +182,11 @@ impl Transport {
                     .await
                     .map_err(|e| e.during(operation))?;
             }
+            dump(
+                &self.authority,
+                || format!("{operation} request"),
+                soap.as_bytes(),
+            );
             let (body, content_type) = if self.seals() {
                 let context = self.context.as_mut().expect("authenticated above");
                 let body = encryption::wrap(context, soap.as_bytes()).map_err(|m| {
@@ -189,6 +228,11 @@ impl Transport {
                 return Err(self.error(operation, Failure::Auth(why.into())));
             }
             let body = self.unseal(operation, &raw)?;
+            dump(
+                &self.authority,
+                || format!("{operation} reply, HTTP {}", raw.status),
+                &body,
+            );
             return Ok(HttpReply {
                 status: raw.status,
                 body,
@@ -199,18 +243,21 @@ impl Transport {
     fn unseal(&mut self, operation: Operation, raw: &RawReply) -> Result<Vec<u8>, WinrmError> {
         if !encryption::is_encrypted(raw.content_type.as_deref()) {
             if self.seals() {
-                // A clear-text answer to a sealed request (413, 400, a proxy's 5xx) means the
-                // server may not have unsealed it: its sequence numbers and ours may now differ.
-                // Start the next request on a fresh connection with a fresh context.
+                // Once the session is sealed, Windows seals every answer, faults included. A
+                // clear-text body did not come from our security context: anyone on the path (or
+                // a server that never knew the password) can write one, so it is not parsed. The
+                // sequence numbers may be out of step now: start over on a fresh connection.
                 self.reset_connection();
-                if raw.status == 200 {
-                    return Err(self.error(
-                        operation,
-                        Failure::Protocol(
-                            "the server answered a sealed request in clear text".into(),
-                        ),
-                    ));
-                }
+                let failure = match raw.status {
+                    // HTTP.sys refuses an oversized request before anything is unsealed; the
+                    // status alone says what happened.
+                    413 => Failure::Http {
+                        status: 413,
+                        hint: Some(HINT_413),
+                    },
+                    status => Failure::Unsealed { status },
+                };
+                return Err(self.error(operation, failure));
             }
             return Ok(raw.body.clone());
         }
@@ -290,6 +337,15 @@ impl Transport {
                 ));
             }
         };
+        // Over HTTPS, bind the logon to this TLS channel (Extended Protection hosts insist).
+        if let Some(cert) = &reply.peer_certificate {
+            match channel_binding::tls_server_end_point(cert) {
+                Ok(binding) => context.set_channel_binding(&binding),
+                Err(m) => {
+                    tracing::debug!(host = %self.authority, "no channel binding: {m}");
+                }
+            }
+        }
         let authenticate = context.step(Some(&challenge)).map_err(|m| {
             self.error(
                 op,
@@ -390,9 +446,11 @@ impl Transport {
             // Plain HTTP never touches TLS: do not load the system's roots for nothing.
             Scheme::Http => builder = builder.tls_certs_only(Vec::new()),
             Scheme::Https if self.endpoint.insecure_skip_verify => {
-                builder = builder.tls_danger_accept_invalid_certs(true);
+                builder = builder.tls_danger_accept_invalid_certs(true).tls_info(true);
             }
             Scheme::Https => {
+                // The certificate is needed for the channel binding of an NTLM logon.
+                builder = builder.tls_info(true);
                 if let Some(path) = &self.endpoint.ca_file {
                     if self.ca_roots.is_none() {
                         let pem = tokio::fs::read(path).await.map_err(|e| {
@@ -413,9 +471,13 @@ impl Transport {
                         }
                         self.ca_roots = Some(certs);
                     }
-                    for cert in self.ca_roots.iter().flatten() {
-                        builder = builder.add_root_certificate(cert.clone());
-                    }
+                    let roots = self.ca_roots.iter().flatten().cloned();
+                    builder = match self.endpoint.ca_mode {
+                        // "Trust this CA" means this CA: a certificate that some other
+                        // authority of the system's store signed is refused.
+                        CaMode::Only => builder.tls_certs_only(roots),
+                        CaMode::Add => builder.tls_certs_merge(roots),
+                    };
                 }
             }
         }
@@ -450,21 +512,48 @@ impl Transport {
         self.stats.requests += 1;
         self.stats.bytes_sent += sent;
         let result = async {
-            let response = request.send().await?;
+            let mut response = request.send().await.map_err(ReadError::Http)?;
             let status = response.status().as_u16();
             let headers = response.headers().clone();
-            let bytes = response.bytes().await?;
-            Ok::<_, reqwest::Error>((status, headers, bytes))
+            let certificate = response
+                .extensions()
+                .get::<reqwest::tls::TlsInfo>()
+                .and_then(|info| info.peer_certificate())
+                .map(<[u8]>::to_vec);
+            if response
+                .content_length()
+                .is_some_and(|n| n > MAX_REPLY_BODY as u64)
+            {
+                return Err(ReadError::TooLarge);
+            }
+            let mut bytes = Vec::new();
+            while let Some(chunk) = response.chunk().await.map_err(ReadError::Http)? {
+                if bytes.len() + chunk.len() > MAX_REPLY_BODY {
+                    return Err(ReadError::TooLarge);
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            Ok((status, headers, certificate, bytes))
         }
         .await;
         self.in_flight = false;
         self.idle_connection_lost = false;
-        let (status, headers, bytes) = match result {
+        let (status, headers, peer_certificate, bytes) = match result {
             Ok(parts) => parts,
-            Err(e) => {
+            Err(ReadError::Http(e)) => {
                 self.idle_connection_lost = affinity::gave_up(&e);
                 self.reset_connection();
                 return Err(self.error(operation, classify(&e, timeout)));
+            }
+            Err(ReadError::TooLarge) => {
+                // The rest of the body is still on the connection: it cannot carry another request.
+                self.reset_connection();
+                return Err(self.error(
+                    operation,
+                    Failure::Limit(Limit::Reply {
+                        bytes: MAX_ENVELOPE_SIZE as u64,
+                    }),
+                ));
             }
         };
         self.stats.bytes_received += bytes.len() as u64;
@@ -472,18 +561,28 @@ impl Transport {
         let (negotiate_token, offered) = negotiate_token(&headers);
         Ok(RawReply {
             status,
+            peer_certificate,
             content_type: headers
                 .get(CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string),
             negotiate_token,
             offered,
-            body: bytes.to_vec(),
+            body: bytes,
         })
     }
 }
 
+/// Why reading a reply stopped.
+enum ReadError {
+    Http(reqwest::Error),
+    TooLarge,
+}
+
 fn negotiate_header(token: &[u8]) -> HeaderValue {
+    if PROTOCOL_DUMPS.load(Ordering::Relaxed) {
+        tracing::trace!(target: "wsusfix::winrm::wire", "logon token sent: {}", BASE64.encode(token));
+    }
     HeaderValue::from_str(&format!("Negotiate {}", BASE64.encode(token)))
         .expect("base64 is a valid header value")
 }

@@ -118,6 +118,12 @@ pub struct EndpointConfig {
     pub max_operation_timeout: Duration,
     /// Seeds the probabilistic faults (each host draws from its own derived stream).
     pub seed: u64,
+    /// How long a connection may take to send a request's headers, and may stay idle between
+    /// requests, before it is closed (HTTP.sys HeaderWait and IdleConnection, 120 s).
+    pub header_read_timeout: Duration,
+    /// Connections one host serves at once (HTTP and HTTPS together); one more is answered 503
+    /// and closed (WinRM 2.0's MaxConnections, 25 on Windows Server 2008 R2).
+    pub max_connections: usize,
 }
 
 impl Default for EndpointConfig {
@@ -130,6 +136,8 @@ impl Default for EndpointConfig {
             shell_idle_timeout: Duration::from_secs(180),
             max_operation_timeout: Duration::from_secs(60),
             seed: 0,
+            header_read_timeout: Duration::from_secs(120),
+            max_connections: 25,
         }
     }
 }

@@ -30,6 +30,8 @@ pub(crate) struct HostRuntime {
     pub counters: Arc<Counters>,
     pub prng: Mutex<Prng>,
     pub stop: watch::Receiver<bool>,
+    /// The MsvAvChannelBindings an NTLM logon over this host's HTTPS listener carries.
+    pub channel_bindings: std::sync::OnceLock<[u8; 16]>,
 }
 
 impl HostRuntime {
@@ -47,6 +49,7 @@ impl HostRuntime {
             config,
             counters,
             stop,
+            channel_bindings: std::sync::OnceLock::new(),
         }
     }
 
@@ -330,6 +333,20 @@ impl Connection {
                         && super::ntlm::find_message(&token, 3).is_some()
                     {
                         return Err(self.refuse_logon("credentials rejected (fault)"));
+                    }
+                    // Extended Protection: over HTTPS, the logon must be bound to this channel.
+                    if self.tls
+                        && host.spec.faults.extended_protection()
+                        && let Some(msg) = super::ntlm::find_message(&token, 3)
+                    {
+                        let sent = super::ntlm::parse_authenticate(msg)
+                            .ok()
+                            .and_then(|a| super::ntlm::channel_bindings_of(&a.nt_response));
+                        if sent.is_none() || sent.as_ref() != host.channel_bindings.get() {
+                            return Err(self.refuse_logon(
+                                "Extended Protection: the logon carries no channel binding of this connection",
+                            ));
+                        }
                     }
                     handshake.next(&token, &host.spec.accounts)
                 }

@@ -31,6 +31,7 @@ pub(crate) struct Counters {
     pub commands: AtomicU64,
     pub timed_out: AtomicU64,
     pub injected_errors: AtomicU64,
+    pub connections_refused: AtomicU64,
 }
 
 impl Counters {
