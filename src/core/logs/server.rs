@@ -7,7 +7,7 @@
 //! `SoapUtilities.CreateException ThrowException: actor = ..., ID=<fault id>, ErrorCode=...` on the
 //! same thread: the ID the client wrote in its own log.
 
-use super::client::normalize_fault_id;
+use super::client::fault_id;
 use super::softdist::{Level, SoftDistRecord};
 
 /// A recognised event and the line it starts on.
@@ -24,6 +24,10 @@ pub struct ServerEvent {
 pub enum ServerEventKind {
     /// KB 954960's `ArgumentException: Item has already been added` in the client web service.
     DuplicateKey {
+        /// True when the record shows the client web service (`ClientImplementation.*` as its
+        /// origin or in its stack trace); false when a paste left only the message, which
+        /// does not say which component failed.
+        in_client_service: bool,
         /// The key in `Key in dictionary: '8862'`.
         key: Option<String>,
         /// `ClientImplementation.SyncUpdates`.
@@ -71,7 +75,9 @@ pub fn events(records: &[SoftDistRecord<'_>]) -> Vec<ServerEvent> {
         } else {
             None
         };
-        if record.level == Level::Error {
+        let is_error = record.level == Level::Error
+            || (record.level == Level::Unknown && record.message.starts_with("System."));
+        if is_error {
             let dup = matches!(kind, Some(ServerEventKind::DuplicateKey { .. }));
             pending.retain(|(source, _, _)| *source != record.source);
             pending.push((record.source, record.line, dup));
@@ -89,16 +95,21 @@ pub fn events(records: &[SoftDistRecord<'_>]) -> Vec<ServerEvent> {
 
 fn duplicate_key(record: &SoftDistRecord<'_>) -> Option<ServerEventKind> {
     let in_client_service = record.class().ends_with("ClientImplementation")
+        || record.mentions("ClientImplementation.");
+    let is_duplicate = record.message.contains("ArgumentException")
+        && record.message.contains("Item has already been added");
+    // A paste may have left the message alone: it does not name the component.
+    let has_stack = record.message.contains(" at ")
         || record
             .continuation
             .iter()
-            .any(|l| l.text.contains("ClientImplementation."));
-    let is_duplicate = record.message.contains("ArgumentException")
-        && record.message.contains("Item has already been added");
-    if !(is_duplicate && in_client_service) {
+            .any(|l| l.text.trim_start().starts_with("at "));
+    let unsaid = record.origin.is_empty() && !has_stack;
+    if !(is_duplicate && (in_client_service || unsaid)) {
         return None;
     }
     Some(ServerEventKind::DuplicateKey {
+        in_client_service,
         key: quoted_after(record.message, "Key in dictionary:")
             .or_else(|| quoted_after(record.message, "Key being added:")),
         origin: record.origin.to_string(),
@@ -127,9 +138,9 @@ fn fault_raised(record: &SoftDistRecord<'_>) -> Option<(String, Option<String>, 
             (key == name).then(|| value.trim().to_string())
         })
     };
-    let id = field("ID").filter(|id| !id.is_empty())?;
+    let id = field("ID").as_deref().and_then(fault_id)?;
     Some((
-        normalize_fault_id(&id),
+        id,
         field("ErrorCode").filter(|c| !c.is_empty()),
         field("actor").filter(|a| !a.is_empty()),
     ))
@@ -160,6 +171,7 @@ mod tests {
                 line: 1,
                 record: 0,
                 kind: ServerEventKind::DuplicateKey {
+                    in_client_service: true,
                     key: Some("8862".into()),
                     origin: "ClientImplementation.SyncUpdates".into(),
                     source: "w3wp.12".into(),
@@ -201,6 +213,47 @@ mod tests {
 ";
         let records = softdist::parse(text);
         assert_eq!(events(&records), vec![]);
+    }
+
+    #[test]
+    fn a_pasted_message_alone_does_not_say_where_it_failed() {
+        let text = "System.ArgumentException: Item has already been added. Key in dictionary: '8862' Key being added: '8862'\n\
+                    ThrowException: actor = http://wsus/ClientWebService/client.asmx, ID=c0a7445f-b989-43fa-ac20-11f8ca65fa8c, ErrorCode=InternalServerError, Message=, Client=?\n";
+        let lines = crate::core::logs::paste::lines(text);
+        let read = softdist::read_pasted(&lines);
+        let found = events(&read.records);
+        assert!(matches!(
+            found[0].kind,
+            ServerEventKind::DuplicateKey {
+                in_client_service: false,
+                ..
+            }
+        ));
+        assert!(matches!(
+            found[1].kind,
+            ServerEventKind::FaultRaised {
+                error_line: Some(1),
+                duplicate_key: true,
+                ..
+            }
+        ));
+        let with_stack = format!(
+            "{}   at Microsoft.UpdateServices.Internal.ClientImplementation.GetSyncInfo(x)\n",
+            text.lines().next().unwrap()
+        );
+        let lines = crate::core::logs::paste::lines(&with_stack);
+        let read = softdist::read_pasted(&lines);
+        assert!(matches!(
+            events(&read.records)[0].kind,
+            ServerEventKind::DuplicateKey {
+                in_client_service: true,
+                ..
+            }
+        ));
+        let elsewhere = "System.ArgumentException: Item has already been added. Key in dictionary: 'x'\n   at Microsoft.UpdateServices.Internal.CatalogSyncAgentCore.Run()\n";
+        let lines = crate::core::logs::paste::lines(elsewhere);
+        let read = softdist::read_pasted(&lines);
+        assert_eq!(events(&read.records), vec![]);
     }
 }
 
