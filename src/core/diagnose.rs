@@ -294,6 +294,21 @@ pub fn diagnose(inputs: &[LogInput<'_>]) -> Diagnosis {
             ));
         }
     }
+    for a in &mut analysed {
+        let report = &mut a.report;
+        if report.grade != Grade::Likely || report.kind != LogKind::WindowsUpdate {
+            continue;
+        }
+        report.notes.push(if report.fault_ids.is_empty() {
+            "the lines after it in the client's WindowsUpdate.log (the SOAP fault and its ID), \
+             or the server's SoftwareDistribution.log, confirm or rule out KB 954960"
+                .to_string()
+        } else {
+            "give the server's SoftwareDistribution.log with this file: the fault ID links the \
+             two and confirms or rules out KB 954960"
+                .to_string()
+        });
+    }
     let files: Vec<FileReport> = analysed.into_iter().map(|a| a.report).collect();
     Diagnosis {
         format_version: FORMAT_VERSION,
@@ -489,13 +504,6 @@ fn analyse_client(input: &LogInput<'_>) -> Analysed {
         notes.push(
             "0x8024400E without KB 954960's SOAP fault (InternalServerError in SyncUpdates) is \
              another server-side fault: the server's SoftwareDistribution.log says which"
-                .to_string(),
-        );
-    }
-    if grade == Grade::Likely && !fault_ids.is_empty() {
-        notes.push(
-            "give the server's SoftwareDistribution.log with this file: the fault ID links the \
-             two and confirms or rules out KB 954960"
                 .to_string(),
         );
     }

@@ -347,8 +347,9 @@ fn found_in_search(text: &str) -> Option<ClientEventKind> {
 }
 
 /// `WARNING: SyncUpdates failure, error = 0x8024400E, soap client error = 7, soap error code = 400, HTTP status code = 200`.
+/// A paste may have dropped the `WARNING:` too.
 fn soap_failure_line(text: &str) -> Option<SoapFailure> {
-    let rest = text.strip_prefix("WARNING:")?.trim_start();
+    let rest = text.strip_prefix("WARNING:").unwrap_or(text).trim_start();
     let (operation, rest) = rest.split_once(" failure, error = ")?;
     if operation.is_empty() || operation.contains(' ') {
         return None;

@@ -296,7 +296,12 @@ fn is_message_start(text: &str) -> bool {
         "PT: Synchronizing",
     ];
     let text = text.trim_start();
-    STARTS.iter().any(|s| text.starts_with(s)) || PHRASES.iter().any(|p| text.starts_with(p))
+    let soap_failure = text
+        .split_once(" failure, error = ")
+        .is_some_and(|(call, _)| !call.is_empty() && !call.contains(' '));
+    soap_failure
+        || STARTS.iter().any(|s| text.starts_with(s))
+        || PHRASES.iter().any(|p| text.starts_with(p))
 }
 
 /// Byte offsets in `text` where records start, ascending. The first may lie after other text
