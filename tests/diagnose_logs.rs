@@ -22,7 +22,7 @@ fn kinds_of_the_fixtures() {
             Some(LogKind::SoftwareDistribution),
         ),
         ("windows10-etw.log", Some(LogKind::WindowsUpdateEtw)),
-        ("article-placeholders.txt", None),
+        ("article-placeholders.txt", Some(LogKind::WindowsUpdate)),
         ("empty.log", None),
     ] {
         assert_eq!(kind::detect(&read(name)), expected, "{name}");

@@ -13,8 +13,8 @@
 //!   so);
 //! - a server log (`SoftwareDistribution.log`) is `confirmed` when it holds the client web
 //!   service's duplicate-key `ArgumentException` (the server log does not record successes,
-//!   so every such entry counts, however old), `likely` when a paste left the exception's
-//!   message without what shows it came from the client web service;
+//!   so every such entry counts, however old), `not found` otherwise: the exception's message
+//!   without its origin or stack trace does not say which component raised it;
 //! - a fault ID found on both sides, KB 954960's pattern on the client and the duplicate key
 //!   on the server, confirms both.
 //!
@@ -60,8 +60,8 @@ pub enum Grade {
     /// KB 954960's failure in full: on a client the SyncUpdates failure with its SOAP fault, on
     /// a server the duplicate-key error of the client web service, or both linked by fault ID.
     Confirmed,
-    /// Part of it: the exact SyncUpdates failure line without the fault, the fault without the
-    /// failure line, or the duplicate-key message without what shows where it was raised.
+    /// Part of a client's failure: the exact SyncUpdates failure line without the fault, or the
+    /// fault without the failure line.
     Likely,
     /// A failure named by its code that is not KB 954960.
     OtherFailure,
@@ -387,23 +387,30 @@ fn etw_notes(text: &str) -> Vec<String> {
          the log is not analysed for KB 954960"
             .to_string(),
     ];
-    let last_end = numbered(text)
-        .filter(|l| l.text.contains("* END * Finding updates"))
-        .last();
-    if let Some(line) = last_end {
-        let code = line
-            .text
-            .split_once("Exit code =")
-            .and_then(|(_, rest)| HResult::find_failure(rest));
+    // The search's end line carries its exit code (`* END * Finding updates ..., Exit code =
+    // 0x8024402F`), or an `Exit code =` line before it does.
+    let mut last_search: Option<(usize, Option<HResult>)> = None;
+    let mut exit_code = None;
+    for line in numbered(text) {
+        if line.text.contains("* START * Finding updates") {
+            exit_code = None;
+        }
+        if let Some((_, rest)) = line.text.split_once("Exit code =") {
+            exit_code = HResult::find_failure(rest).or(exit_code);
+        }
+        if line.text.contains("* END * Finding updates") {
+            last_search = Some((line.number, exit_code.take()));
+        }
+    }
+    if let Some((line, code)) = last_search {
         notes.push(match code {
             Some(code) => format!(
-                "its last search (line {}) ended with {code}{}",
-                line.number,
+                "its last search (line {line}) ended with {code}{}",
                 hresult::describe(code)
                     .map(|m| format!(" ({m})"))
                     .unwrap_or_default()
             ),
-            None => format!("its last search (line {}) ended without a failure code", line.number),
+            None => format!("its last search (line {line}) ended without a failure code"),
         });
     }
     notes
@@ -444,7 +451,10 @@ fn analyse_client(input: &LogInput<'_>) -> Analysed {
         let record = records.iter().find(|r| r.line == line)?;
         Some(match record.utc_time() {
             Some(utc) => utc_string(utc),
-            None => record.local_time?.format("%Y-%m-%dT%H:%M:%S%.3f").to_string(),
+            None => record
+                .local_time?
+                .format("%Y-%m-%dT%H:%M:%S%.3f")
+                .to_string(),
         })
     };
     let client_faults: Vec<ClientFault> = searches
@@ -472,7 +482,9 @@ fn analyse_client(input: &LogInput<'_>) -> Analysed {
                 records
                     .iter()
                     .filter(move |r| r.line == line)
-                    .flat_map(|r| std::iter::once(r.line).chain(r.continuation.iter().map(|c| c.number)))
+                    .flat_map(|r| {
+                        std::iter::once(r.line).chain(r.continuation.iter().map(|c| c.number))
+                    })
             })
             .collect(),
     );
@@ -553,11 +565,7 @@ fn analyse_server(input: &LogInput<'_>) -> Analysed {
     let mut raised = Vec::new();
     for event in &events {
         match &event.kind {
-            ServerEventKind::DuplicateKey {
-                key,
-                in_client_service,
-                ..
-            } => duplicates.push((event, key, *in_client_service)),
+            ServerEventKind::DuplicateKey { key, .. } => duplicates.push((event, key)),
             ServerEventKind::FaultRaised {
                 id,
                 error_line,
@@ -566,8 +574,8 @@ fn analyse_server(input: &LogInput<'_>) -> Analysed {
             } => {
                 let key = duplicates
                     .iter()
-                    .find(|(dup, _, _)| Some(dup.line) == *error_line)
-                    .and_then(|(_, key, _)| (*key).clone());
+                    .find(|(dup, _)| Some(dup.line) == *error_line)
+                    .and_then(|(_, key)| (*key).clone());
                 raised.push(RaisedFault {
                     id: id.clone(),
                     line: event.line,
@@ -580,12 +588,10 @@ fn analyse_server(input: &LogInput<'_>) -> Analysed {
             }
         }
     }
-    let grade = if duplicates.iter().any(|(_, _, shown)| *shown) {
-        Grade::Confirmed
-    } else if !duplicates.is_empty() {
-        Grade::Likely
-    } else {
+    let grade = if duplicates.is_empty() {
         Grade::NotFound
+    } else {
+        Grade::Confirmed
     };
     let fault_ids = unique(
         raised
@@ -594,7 +600,7 @@ fn analyse_server(input: &LogInput<'_>) -> Analysed {
             .map(|r| &r.id),
     );
     let mut lines: BTreeSet<usize> = BTreeSet::new();
-    if let Some((last, _, _)) = duplicates.last() {
+    if let Some((last, _)) = duplicates.last() {
         let record = &records[last.record];
         lines.insert(record.line);
         lines.extend(record.continuation.iter().map(|l| l.number));
@@ -607,7 +613,7 @@ fn analyse_server(input: &LogInput<'_>) -> Analysed {
         }
     }
     let evidence = quote_records(input.text, lines.into_iter().collect());
-    let last_duplicate_key = duplicates.last().map(|(event, _, _)| Place {
+    let last_duplicate_key = duplicates.last().map(|(event, _)| Place {
         path: input.path.to_string(),
         line: event.line,
         time: records[event.record].time.map(utc_string),
@@ -637,7 +643,7 @@ fn analyse_server(input: &LogInput<'_>) -> Analysed {
             client: None,
             server: Some(ServerDetails {
                 duplicate_key_errors: duplicates.len(),
-                keys: unique(duplicates.iter().filter_map(|(_, key, _)| key.as_ref())),
+                keys: unique(duplicates.iter().filter_map(|(_, key)| key.as_ref())),
                 last_duplicate_key,
                 faults_raised: raised.len(),
             }),
@@ -722,7 +728,13 @@ fn line_ranges(numbers: &[usize]) -> String {
     }
     let text: Vec<String> = ranges
         .iter()
-        .map(|&(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") })
+        .map(|&(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            }
+        })
         .collect();
     let word = if numbers.len() == 1 { "line" } else { "lines" };
     format!("{word} {}", text.join(", "))
@@ -818,7 +830,7 @@ fn verdict(file: &FileReport) -> String {
         return client_verdict(file.grade, client);
     }
     if let Some(server) = &file.server {
-        return server_verdict(file.grade, server);
+        return server_verdict(server);
     }
     "KB 954960 not analysed: a Windows 10 log.".to_string()
 }
@@ -868,7 +880,7 @@ fn client_verdict(grade: Grade, client: &ClientDetails) -> String {
     }
 }
 
-fn server_verdict(grade: Grade, server: &ServerDetails) -> String {
+fn server_verdict(server: &ServerDetails) -> String {
     if server.duplicate_key_errors == 0 {
         return "KB 954960 not found: no duplicate-key error in the client web service."
             .to_string();
@@ -892,18 +904,10 @@ fn server_verdict(grade: Grade, server: &ServerDetails) -> String {
     } else {
         "errors"
     };
-    match grade {
-        Grade::Likely => format!(
-            "KB 954960 likely: {} duplicate-key {errors} (\"Item has already been added\"){keys}{last}, \
-             but the lines that show it came from the client web service (ClientImplementation) \
-             are not in this text.",
-            server.duplicate_key_errors
-        ),
-        _ => format!(
-            "KB 954960 confirmed: {} duplicate-key {errors} in the client web service{keys}{last}.",
-            server.duplicate_key_errors
-        ),
-    }
+    format!(
+        "KB 954960 confirmed: {} duplicate-key {errors} in the client web service{keys}{last}.",
+        server.duplicate_key_errors
+    )
 }
 
 fn outcome_phrase(outcome: &DetectionOutcome) -> String {

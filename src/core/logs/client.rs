@@ -600,16 +600,17 @@ mod tests {
     #[test]
     fn how_much_of_the_pattern_a_text_shows() {
         const LINE: &str = "WARNING: SyncUpdates failure, error = 0x8024400E, soap client error = 7, soap error code = 400, HTTP status code = 200";
-        assert_eq!(
-            pattern(KB954960),
-            vec![Some(Kb954960Pattern::Complete)]
-        );
+        assert_eq!(pattern(KB954960), vec![Some(Kb954960Pattern::Complete)]);
         assert_eq!(
             pattern(&lines_of(&[LINE])),
             vec![Some(Kb954960Pattern::FaultLinesMissing)]
         );
         assert_eq!(
-            pattern(&lines_of(&[LINE, "WARNING: SOAP Fault: 0x000190", "WARNING: ErrorCode:InternalServerError(5)"])),
+            pattern(&lines_of(&[
+                LINE,
+                "WARNING: SOAP Fault: 0x000190",
+                "WARNING: ErrorCode:InternalServerError(5)"
+            ])),
             vec![Some(Kb954960Pattern::Complete)],
             "the Method line cut off"
         );
@@ -624,18 +625,36 @@ mod tests {
         );
         for not_it in [
             // A near code, another SOAP error, another call.
-            lines_of(&["WARNING: SyncUpdates failure, error = 0x8024000E, soap client error = 7, soap error code = 400, HTTP status code = 200"]),
-            lines_of(&["WARNING: SyncUpdates failure, error = 0x8024400E, soap client error = 7, soap error code = 300, HTTP status code = 200"]),
-            lines_of(&["WARNING: GetExtendedUpdateInfo failure, error = 0x8024400E, soap client error = 7, soap error code = 400, HTTP status code = 200"]),
+            lines_of(&[
+                "WARNING: SyncUpdates failure, error = 0x8024000E, soap client error = 7, soap error code = 400, HTTP status code = 200",
+            ]),
+            lines_of(&[
+                "WARNING: SyncUpdates failure, error = 0x8024400E, soap client error = 7, soap error code = 300, HTTP status code = 200",
+            ]),
+            lines_of(&[
+                "WARNING: GetExtendedUpdateInfo failure, error = 0x8024400E, soap client error = 7, soap error code = 400, HTTP status code = 200",
+            ]),
             // A partial line without the fault: not the exact line.
             lines_of(&["WARNING: SyncUpdates failure, error = 0x8024400E"]),
             // Another fault after the exact line.
             lines_of(&[LINE, "WARNING: ErrorCode:InvalidParameters(7)"]),
-            lines_of(&[LINE, "WARNING: Method:\"http://www.microsoft.com/SoftwareDistribution/Server/ClientWebService/GetCookie\""]),
+            lines_of(&[
+                LINE,
+                "WARNING: Method:\"http://www.microsoft.com/SoftwareDistribution/Server/ClientWebService/GetCookie\"",
+            ]),
             // The fault alone, but not saying both what and where.
-            lines_of(&["WARNING: ErrorCode:InternalServerError(5)", "WARNING: Message:(null)"]),
-            lines_of(&["WARNING: ErrorCode:InvalidParameters(7)", "WARNING: Method:\"http://www.microsoft.com/SoftwareDistribution/Server/ClientWebService/SyncUpdates\""]),
-            lines_of(&["WARNING: ErrorCode:InternalServerError(5)", "WARNING: Method:\"http://www.microsoft.com/SoftwareDistribution/Server/ClientWebService/GetExtendedUpdateInfo\""]),
+            lines_of(&[
+                "WARNING: ErrorCode:InternalServerError(5)",
+                "WARNING: Message:(null)",
+            ]),
+            lines_of(&[
+                "WARNING: ErrorCode:InvalidParameters(7)",
+                "WARNING: Method:\"http://www.microsoft.com/SoftwareDistribution/Server/ClientWebService/SyncUpdates\"",
+            ]),
+            lines_of(&[
+                "WARNING: ErrorCode:InternalServerError(5)",
+                "WARNING: Method:\"http://www.microsoft.com/SoftwareDistribution/Server/ClientWebService/GetExtendedUpdateInfo\"",
+            ]),
         ] {
             assert!(pattern(&not_it).iter().all(Option::is_none), "{not_it}");
         }
@@ -653,7 +672,10 @@ mod tests {
             panic!("a SOAP failure");
         };
         assert_eq!(f.http_status, Some(200));
-        assert_eq!(f.fault.error_code.as_deref(), Some("InternalServerError(5)"));
+        assert_eq!(
+            f.fault.error_code.as_deref(),
+            Some("InternalServerError(5)")
+        );
         assert_eq!(
             f.fault.id.as_deref(),
             Some("c0a7445f-b989-43fa-ac20-11f8ca65fa8c")
@@ -676,15 +698,36 @@ mod tests {
     fn failure_forms() {
         for (text, form) in [
             ("* WARNING: Exit code = 0x80244010", FailureForm::ExitCode),
-            ("* WARNING: Failed to synchronize, error = 0x80244010", FailureForm::Search),
+            (
+                "* WARNING: Failed to synchronize, error = 0x80244010",
+                FailureForm::Search,
+            ),
             ("WARNING: Sync of Updates: 0x80244010", FailureForm::Search),
             ("WARNING: PTError: 0x8024400e", FailureForm::Search),
-            ("WARNING: SyncUpdates_WithRecovery failed.: 0x80072ee2", FailureForm::Search),
-            ("WARNING: WU client failed Searching for update with error 0x8024400e", FailureForm::SearchReported),
-            ("# WARNING: Failed to find updates with error code 8024400E", FailureForm::SearchReported),
-            ("WARNING: Send failed with hr = 80072ee2.", FailureForm::Transport),
-            ("WARNING: WinHttp: SendRequestUsingProxy failed for <http://w/>. error 0x80190197", FailureForm::Transport),
-            ("WARNING: Failed to upload events to the server with hr = 80244008", FailureForm::Other),
+            (
+                "WARNING: SyncUpdates_WithRecovery failed.: 0x80072ee2",
+                FailureForm::Search,
+            ),
+            (
+                "WARNING: WU client failed Searching for update with error 0x8024400e",
+                FailureForm::SearchReported,
+            ),
+            (
+                "# WARNING: Failed to find updates with error code 8024400E",
+                FailureForm::SearchReported,
+            ),
+            (
+                "WARNING: Send failed with hr = 80072ee2.",
+                FailureForm::Transport,
+            ),
+            (
+                "WARNING: WinHttp: SendRequestUsingProxy failed for <http://w/>. error 0x80190197",
+                FailureForm::Transport,
+            ),
+            (
+                "WARNING: Failed to upload events to the server with hr = 80244008",
+                FailureForm::Other,
+            ),
         ] {
             assert_eq!(FailureForm::of(text), form, "{text}");
         }
@@ -754,7 +797,9 @@ mod tests {
             found_in_search("* Found 1 updates and 2 categories in searchlight"),
             None
         );
-        assert!(found_in_search("* Found 1 updates and 2 categories in search Tato zpráva").is_some());
+        assert!(
+            found_in_search("* Found 1 updates and 2 categories in search Tato zpráva").is_some()
+        );
         assert_eq!(
             found_in_search("* Found many updates and 2 categories in search"),
             None

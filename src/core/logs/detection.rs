@@ -308,10 +308,11 @@ impl SearchBuilder {
                     });
                 }
                 match pattern {
-                    Some(pattern) => {
-                        self.this_bug
-                            .push((failure.fault.id.clone(), failure.lines.clone(), pattern))
-                    }
+                    Some(pattern) => self.this_bug.push((
+                        failure.fault.id.clone(),
+                        failure.lines.clone(),
+                        pattern,
+                    )),
                     None => self.other_soap.push((failure.code, failure.lines.clone())),
                 }
             }

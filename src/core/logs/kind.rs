@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::line::{Line, numbered, tokens};
-use super::paste::clean;
+use super::paste::{clean, needs_unicode_cleanup};
 use super::{softdist, windowsupdate};
 
 /// The kinds of log `diagnose` knows.
@@ -130,15 +130,19 @@ pub fn examine(text: &str) -> Result<Detected, Unrecognised> {
 
 fn tally_line(tally: &mut Tally, line: Line<'_>) {
     let raw = line.text;
+    // A page's non-breaking spaces or curly quotes in a line of the whole-file form: only a
+    // lenient reading undoes them.
+    let typography = needs_unicode_cleanup(raw);
     if windowsupdate::parse_prefix(raw).is_some() {
         tally.strict[CLIENT] += 1;
-        if runs_together(raw) {
+        if typography || runs_together(raw) {
             tally.forcing[CLIENT] += 1;
         }
         return;
     }
     if softdist::parse_line(line).is_some() {
         tally.strict[SERVER] += 1;
+        tally.forcing[SERVER] += usize::from(typography || softdist::runs_together(raw));
         return;
     }
     if is_etw_line(raw) {
@@ -157,7 +161,7 @@ fn tally_line(tally: &mut Tally, line: Line<'_>) {
         tally.forcing[CLIENT] += usize::from(pasted || runs_together(text));
     } else if softdist::parse_line(Line { text, ..cleaned }).is_some() {
         tally.lenient[SERVER] += 1;
-        tally.forcing[SERVER] += usize::from(pasted);
+        tally.forcing[SERVER] += usize::from(pasted || softdist::runs_together(text));
     } else if is_etw_line(text) {
         tally.lenient[ETW] += 1;
     } else if client_paste(text) == Some(true) {
@@ -311,7 +315,9 @@ pub(crate) fn is_etw_line(text: &str) -> bool {
         i += 1;
     }
     let decimal = |t: Option<&(usize, &str)>| {
-        t.is_some_and(|(_, t)| !t.is_empty() && t.len() <= 10 && t.bytes().all(|b| b.is_ascii_digit()))
+        t.is_some_and(|(_, t)| {
+            !t.is_empty() && t.len() <= 10 && t.bytes().all(|b| b.is_ascii_digit())
+        })
     };
     decimal(toks.get(i))
         && decimal(toks.get(i + 1))
@@ -423,8 +429,14 @@ mod tests {
     #[test]
     fn pasted_excerpts_are_read_leniently() {
         let cases = [
-            ("Date Time 788 ee4 PT WARNING: SOAP Fault: 0x000190", LogKind::WindowsUpdate),
-            ("> 2009-03-27 11:55:29:193 1044 afc PT WARNING: x", LogKind::WindowsUpdate),
+            (
+                "Date Time 788 ee4 PT WARNING: SOAP Fault: 0x000190",
+                LogKind::WindowsUpdate,
+            ),
+            (
+                "> 2009-03-27 11:55:29:193 1044 afc PT WARNING: x",
+                LogKind::WindowsUpdate,
+            ),
             (
                 "WARNING: SyncUpdates failure, error = 0x8024400E, soap client error = 7, soap error code = 400, HTTP status code = 200",
                 LogKind::WindowsUpdate,
@@ -435,6 +447,10 @@ mod tests {
             ),
             (
                 "<DATE> <TIME> UTC Error w3wp.130 DBConnection.LogSqlException DBLAYER: Errors[0]",
+                LogKind::SoftwareDistribution,
+            ),
+            (
+                "2009-03-27 06:00:12.015 UTC Info WsusService.13 A.B x 2009-03-27 06:00:14.220 UTC Error WsusService.13 A.B y",
                 LogKind::SoftwareDistribution,
             ),
             (

@@ -201,7 +201,9 @@ pub fn clean(line: &str) -> (Cow<'_, str>, Forms) {
     (text, forms)
 }
 
-fn needs_unicode_cleanup(text: &str) -> bool {
+/// True when a page put characters into the line that a log never has (non-breaking spaces,
+/// curly quotes, zero-width spaces).
+pub(crate) fn needs_unicode_cleanup(text: &str) -> bool {
     text.chars().any(|c| {
         matches!(
             c,
@@ -250,8 +252,26 @@ fn is_code_fence(text: &str) -> bool {
 
 /// BBCode tags whose brackets a paste puts around log text.
 const BBCODE_TAGS: [&str; 20] = [
-    "code", "quote", "b", "i", "u", "s", "color", "size", "font", "pre", "tt", "icode", "noparse",
-    "spoiler", "plain", "highlight", "php", "html", "url", "log",
+    "code",
+    "quote",
+    "b",
+    "i",
+    "u",
+    "s",
+    "color",
+    "size",
+    "font",
+    "pre",
+    "tt",
+    "icode",
+    "noparse",
+    "spoiler",
+    "plain",
+    "highlight",
+    "php",
+    "html",
+    "url",
+    "log",
 ];
 
 /// HTML tags a copied page may leave in the text.

@@ -24,10 +24,6 @@ pub struct ServerEvent {
 pub enum ServerEventKind {
     /// KB 954960's `ArgumentException: Item has already been added` in the client web service.
     DuplicateKey {
-        /// True when the record shows the client web service (`ClientImplementation.*` as its
-        /// origin or in its stack trace); false when a paste left only the message, which
-        /// does not say which component failed.
-        in_client_service: bool,
         /// The key in `Key in dictionary: '8862'`.
         key: Option<String>,
         /// `ClientImplementation.SyncUpdates`.
@@ -94,22 +90,20 @@ pub fn events(records: &[SoftDistRecord<'_>]) -> Vec<ServerEvent> {
 }
 
 fn duplicate_key(record: &SoftDistRecord<'_>) -> Option<ServerEventKind> {
+    // The origin or the stack trace must show the client web service: a paste that left the
+    // message alone does not say which component failed, and the synchronisation raises the
+    // same exception.
     let in_client_service = record.class().ends_with("ClientImplementation")
-        || record.mentions("ClientImplementation.");
+        || record
+            .stack_frames()
+            .iter()
+            .any(|f| f.contains("ClientImplementation."));
     let is_duplicate = record.message.contains("ArgumentException")
         && record.message.contains("Item has already been added");
-    // A paste may have left the message alone: it does not name the component.
-    let has_stack = record.message.contains(" at ")
-        || record
-            .continuation
-            .iter()
-            .any(|l| l.text.trim_start().starts_with("at "));
-    let unsaid = record.origin.is_empty() && !has_stack;
-    if !(is_duplicate && (in_client_service || unsaid)) {
+    if !(is_duplicate && in_client_service) {
         return None;
     }
     Some(ServerEventKind::DuplicateKey {
-        in_client_service,
         key: quoted_after(record.message, "Key in dictionary:")
             .or_else(|| quoted_after(record.message, "Key being added:")),
         origin: record.origin.to_string(),
@@ -171,7 +165,6 @@ mod tests {
                 line: 1,
                 record: 0,
                 kind: ServerEventKind::DuplicateKey {
-                    in_client_service: true,
                     key: Some("8862".into()),
                     origin: "ClientImplementation.SyncUpdates".into(),
                     source: "w3wp.12".into(),
@@ -217,17 +210,24 @@ mod tests {
 
     #[test]
     fn a_pasted_message_alone_does_not_say_where_it_failed() {
-        let text = "System.ArgumentException: Item has already been added. Key in dictionary: '8862' Key being added: '8862'\n\
+        let read = |text: &str| {
+            let lines = crate::core::logs::paste::lines(text);
+            events(&softdist::read_pasted(&lines).records)
+        };
+        let bare = "System.ArgumentException: Item has already been added. Key in dictionary: '8862' Key being added: '8862'\n\
                     ThrowException: actor = http://wsus/ClientWebService/client.asmx, ID=c0a7445f-b989-43fa-ac20-11f8ca65fa8c, ErrorCode=InternalServerError, Message=, Client=?\n";
-        let lines = crate::core::logs::paste::lines(text);
-        let read = softdist::read_pasted(&lines);
-        let found = events(&read.records);
+        let found = read(bare);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(matches!(found[0].kind, ServerEventKind::FaultRaised { .. }));
+        let with_stack = format!(
+            "{}   at Microsoft.UpdateServices.Internal.ClientImplementation.GetSyncInfo(x)\n{}",
+            bare.lines().next().unwrap(),
+            bare.lines().nth(1).unwrap()
+        );
+        let found = read(&with_stack);
         assert!(matches!(
             found[0].kind,
-            ServerEventKind::DuplicateKey {
-                in_client_service: false,
-                ..
-            }
+            ServerEventKind::DuplicateKey { .. }
         ));
         assert!(matches!(
             found[1].kind,
@@ -237,23 +237,23 @@ mod tests {
                 ..
             }
         ));
-        let with_stack = format!(
-            "{}   at Microsoft.UpdateServices.Internal.ClientImplementation.GetSyncInfo(x)\n",
-            text.lines().next().unwrap()
-        );
-        let lines = crate::core::logs::paste::lines(&with_stack);
-        let read = softdist::read_pasted(&lines);
-        assert!(matches!(
-            events(&read.records)[0].kind,
-            ServerEventKind::DuplicateKey {
-                in_client_service: true,
-                ..
-            }
-        ));
-        let elsewhere = "System.ArgumentException: Item has already been added. Key in dictionary: 'x'\n   at Microsoft.UpdateServices.Internal.CatalogSyncAgentCore.Run()\n";
-        let lines = crate::core::logs::paste::lines(elsewhere);
-        let read = softdist::read_pasted(&lines);
-        assert_eq!(events(&read.records), vec![]);
+        // Another component's exception; a later error's stack through the client web service
+        // is that error's, not this one's.
+        let elsewhere = "System.ArgumentException: Item has already been added. Key in dictionary: 'x'\n\
+                         at Microsoft.UpdateServices.ServerSync.CatalogSyncAgentCore.Run()\n\
+                         DBLAYER: SqlException: Timeout expired.\n\
+                         at Microsoft.UpdateServices.Internal.ClientImplementation.SyncUpdates(Cookie cookie)\n";
+        assert_eq!(read(elsewhere), vec![]);
+        // The same in a whole file whose lines a paste partly stripped.
+        let mixed = "2009-03-27 06:00:14.220 UTC Error WsusService.13 CatalogSyncAgentCore.ExecuteSyncProtocol System.ArgumentException: Item has already been added. Key in dictionary: 'x'\n\
+                     \x20  at Microsoft.UpdateServices.ServerSync.CatalogSyncAgentCore.ExecuteSyncProtocol(Boolean allowRedirect)\n\
+                     DBConnection.LogSqlException DBLAYER: SqlException: Timeout expired.\n\
+                     \x20  at Microsoft.UpdateServices.Internal.ClientImplementation.SyncUpdates(Cookie cookie)\n";
+        assert_eq!(events(&softdist::parse(mixed)), vec![]);
+        let ran_on = "System.ArgumentException: Item has already been added. at System.Collections.Hashtable.Insert(Object key) at Microsoft.UpdateServices.ServerSync.CatalogSyncAgentCore.Run() DBLAYER: SqlException: Timeout at Microsoft.UpdateServices.Internal.ClientImplementation.SyncUpdates(Cookie cookie)\n";
+        assert_eq!(read(ran_on), vec![]);
+        let kb = "System.ArgumentException: Item has already been added. at System.Collections.Hashtable.Insert(Object key) at Microsoft.UpdateServices.Internal.ClientImplementation.GetSyncInfo(DataAccess dataAccess)\n";
+        assert_eq!(read(kb).len(), 1);
     }
 }
 

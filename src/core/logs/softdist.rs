@@ -91,9 +91,32 @@ impl SoftDistRecord<'_> {
             .map_or("", |(_, method)| method)
     }
 
-    /// True when any line of the record (message or stack trace) contains `needle`.
-    pub fn mentions(&self, needle: &str) -> bool {
-        self.message.contains(needle) || self.continuation.iter().any(|l| l.text.contains(needle))
+    /// The frames of the record's own stack trace (`Microsoft.UpdateServices...GetSyncInfo(...)`):
+    /// those a page ran onto the message line, then the `at ...` lines after it. The trace
+    /// ends at the first other line after a frame: frames after that belong to another
+    /// exception whose first line lost its prefix in a paste.
+    pub fn stack_frames(&self) -> Vec<&str> {
+        let mut frames = Vec::new();
+        if let Some((_, ran_on)) = self.message.split_once(" at ") {
+            if !push_frames(ran_on, &mut frames) {
+                return frames;
+            }
+        }
+        let mut in_trace = !frames.is_empty();
+        for line in &self.continuation {
+            let text = line.text.trim();
+            if let Some(frame) = text.strip_prefix("at ") {
+                in_trace = true;
+                if !push_frames(frame, &mut frames) {
+                    break;
+                }
+            } else if text.starts_with("---") {
+                in_trace = true;
+            } else if in_trace {
+                break;
+            }
+        }
+        frames
     }
 }
 
@@ -148,7 +171,11 @@ pub(crate) fn parse_line(line: Line<'_>) -> Option<SoftDistRecord<'_>> {
 /// length of that part is returned.
 fn source_len(token: &str) -> Option<usize> {
     let (process, rest) = token.split_once('.')?;
-    if process.is_empty() || !process.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+    if process.is_empty()
+        || !process
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
         return None;
     }
     let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
@@ -162,6 +189,17 @@ fn is_utc_triple(toks: &[(usize, &str)], i: usize) -> bool {
         (Some((_, "UTC")), Some((_, level)), Some((_, source)))
             if Level::known(level).is_some() && source_len(source).is_some()
     )
+}
+
+/// True when a line of the whole-file form holds a second record's full prefix: a page ran
+/// records together.
+pub(crate) fn runs_together(text: &str) -> bool {
+    let toks = tokens(text);
+    (3..toks.len().saturating_sub(4)).any(|i| {
+        parse_date(toks[i].1).is_some()
+            && parse_time(toks[i + 1].1).is_some()
+            && is_utc_triple(&toks, i + 2)
+    })
 }
 
 /// The most placeholder words seen before `UTC Level source`.
@@ -236,9 +274,9 @@ fn message_head(segment: &str) -> Option<LooseHead<'_>> {
     let (first, rest) = next_field(text)?;
     let is_origin = first.contains('.')
         && !first.ends_with(':')
-        && first
-            .split('.')
-            .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+        && first.split('.').all(|part| {
+            !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        });
     let (origin, message) = if is_origin && is_message_start(rest.trim_start()) {
         (first, rest.trim_start())
     } else if is_message_start(text) {
@@ -258,7 +296,11 @@ fn message_head(segment: &str) -> Option<LooseHead<'_>> {
 
 /// How the messages that matter here begin.
 fn is_message_start(text: &str) -> bool {
-    (text.starts_with("System.") && text.split(' ').next().is_some_and(|w| w.ends_with("Exception:")))
+    (text.starts_with("System.")
+        && text
+            .split(' ')
+            .next()
+            .is_some_and(|w| w.ends_with("Exception:")))
         || text.starts_with("ThrowException:")
 }
 
@@ -272,7 +314,8 @@ fn learn_placeholder(lines: &[PastedLine<'_>]) -> Option<(Vec<String>, String)> 
     for (order, line) in lines.iter().enumerate() {
         let text: &str = &line.text;
         let toks = tokens(text);
-        let Some(i) = (1..=MAX_PLACEHOLDER_WORDS.min(toks.len())).find(|&i| is_utc_triple(&toks, i))
+        let Some(i) =
+            (1..=MAX_PLACEHOLDER_WORDS.min(toks.len())).find(|&i| is_utc_triple(&toks, i))
         else {
             continue;
         };
@@ -335,11 +378,38 @@ fn record_starts(text: &str, placeholder: Option<&[String]>) -> Vec<usize> {
     starts
 }
 
+/// Pushes the frames of `text` (`A.B(x) at C.D(y)`, the first `at ` already gone) onto
+/// `frames`; false when other text follows a frame, which ends the trace.
+fn push_frames<'a>(text: &'a str, frames: &mut Vec<&'a str>) -> bool {
+    for part in text.split(" at ") {
+        let part = part.trim();
+        let Some(close) = part.find(')') else {
+            // A frame cut off by the end of the line or of the paste.
+            frames.push(part);
+            return true;
+        };
+        frames.push(&part[..=close]);
+        let after = part[close + 1..].trim();
+        // `in c:\...\File.cs:line 42` belongs to the frame; anything else ends the trace.
+        if !(after.is_empty() || after.starts_with("in ")) {
+            return false;
+        }
+    }
+    true
+}
+
+/// A line of a .NET stack trace: `at Namespace.Class.Method(...)`, `--- End of inner exception
+/// stack trace ---`.
+fn is_stack_frame(text: &str) -> bool {
+    let text = text.trim_start();
+    text.starts_with("at ") || text.starts_with("---")
+}
+
 /// Reads a pasted `SoftwareDistribution.log` excerpt leniently: besides the full prefix, a
 /// record may start with placeholder words or nothing before `UTC Level source`, with the
 /// level and source alone, or with its message alone (an exception, a `ThrowException:`
-/// fault); records run together on one line are split. A line that starts no record
-/// continues the record before it.
+/// fault); records run together on one line are split. A stack frame continues the record
+/// before it; any other line is a message of its own.
 pub fn read_pasted<'a>(lines: &'a [PastedLine<'_>]) -> PastedRead<SoftDistRecord<'a>> {
     let learned = learn_placeholder(lines);
     let placeholder = learned.as_ref().map(|(words, _)| words.as_slice());
@@ -367,10 +437,28 @@ pub fn read_pasted<'a>(lines: &'a [PastedLine<'_>]) -> PastedRead<SoftDistRecord
         }
         let before = text[..first].trim();
         if !before.is_empty() {
-            if let Some(last) = records.last_mut() {
-                last.continuation.push(Line {
-                    number: line.number,
-                    text: before,
+            if is_stack_frame(before) || records.is_empty() && starts.is_empty() {
+                if let Some(last) = records.last_mut() {
+                    last.continuation.push(Line {
+                        number: line.number,
+                        text: before,
+                    });
+                }
+            } else {
+                // Any other line is a message of its own: in a paste the prefix that would say
+                // so is gone, and a stack trace must not reach back over it to an earlier
+                // record.
+                forms.insert(Form::NoPrefix);
+                records.push(SoftDistRecord {
+                    line: line.number,
+                    raw: line.raw,
+                    time: None,
+                    level: Level::Unknown,
+                    source: "",
+                    origin: "",
+                    message: before,
+                    continuation: Vec::new(),
+                    forms: line.forms.with(Form::NoPrefix),
                 });
             }
         }
@@ -527,6 +615,8 @@ mod tests {
                     "ClientImplementation.SyncUpdates",
                     vec![Form::PlaceholderTime]
                 ),
+                // A line of prose is a message of its own, not part of the stack trace.
+                (3, Level::Unknown, "", "", vec![Form::NoPrefix]),
                 (
                     4,
                     Level::Warning,
@@ -550,7 +640,7 @@ mod tests {
                 ),
             ]
         );
-        assert!(got[1].4.starts_with("ThrowException: actor = x"));
+        assert!(got[2].4.starts_with("ThrowException: actor = x"));
     }
 
     #[test]
@@ -580,6 +670,7 @@ mod tests {
                     vec![Form::NoTime, Form::RunTogether]
                 ),
                 (2, "", "", vec![Form::NoPrefix]),
+                (3, "", "", vec![Form::NoPrefix]),
             ]
         );
     }

@@ -61,7 +61,8 @@ impl WindowsUpdateRecord<'_> {
     /// True when the record and `other` may come from one thread: the same PID and TID, or a
     /// paste dropped them from either.
     pub fn same_thread(&self, other: &WindowsUpdateRecord<'_>) -> bool {
-        let differ = |a: Option<u32>, b: Option<u32>| matches!((a, b), (Some(a), Some(b)) if a != b);
+        let differ =
+            |a: Option<u32>, b: Option<u32>| matches!((a, b), (Some(a), Some(b)) if a != b);
         !(differ(self.pid, other.pid) || differ(self.tid, other.tid))
     }
 
@@ -334,7 +335,8 @@ fn record_starts(text: &str, placeholder: Option<&Placeholder>) -> Vec<usize> {
             continue;
         }
         // The placeholder words, then `PID TID component` (not the one of a full prefix).
-        let in_prefix = i >= 2 && parse_date(toks[i - 2].1).is_some() && parse_time(toks[i - 1].1).is_some();
+        let in_prefix =
+            i >= 2 && parse_date(toks[i - 2].1).is_some() && parse_time(toks[i - 1].1).is_some();
         if let Some(words) = placeholder.filter(|_| !in_prefix) {
             if is_triple(&toks, i) && i >= words.len() {
                 if words.is_empty() {
@@ -384,20 +386,38 @@ fn placeholder_before(
 /// a `WARNING:` that no bullet or component precedes, or a component followed by a warning,
 /// bullet or banner.
 fn split_messages(text: &str, toks: &[(usize, &str)], starts: Vec<usize>) -> Vec<usize> {
-    let mut out = Vec::with_capacity(starts.len());
-    for (k, &start) in starts.iter().enumerate() {
-        out.push(start);
-        let end = starts.get(k + 1).copied().unwrap_or(text.len());
-        let Some(head) = loose_head(&text[start..end]) else {
-            continue;
+    let mut out = Vec::with_capacity(starts.len() + 1);
+    // The text before the first start is searched too: a message may follow a wrapped line's
+    // end or a page's prose.
+    let first = starts.first().copied().unwrap_or(text.len());
+    let segments =
+        std::iter::once((None, first)).chain(starts.iter().enumerate().map(|(k, &start)| {
+            (
+                Some(start),
+                starts.get(k + 1).copied().unwrap_or(text.len()),
+            )
+        }));
+    for (start, end) in segments {
+        let mut j = match start {
+            None => {
+                if first == 0 {
+                    continue;
+                }
+                // From the second token: the first would start a record if it could.
+                1
+            }
+            Some(start) => {
+                out.push(start);
+                let Some(head) = loose_head(&text[start..end]) else {
+                    continue;
+                };
+                if !head.forms.contains(Form::NoPrefix) {
+                    continue;
+                }
+                let j = toks.iter().position(|t| t.0 > start).unwrap_or(toks.len());
+                if head.component.is_empty() { j } else { j + 1 }
+            }
         };
-        if !head.forms.contains(Form::NoPrefix) {
-            continue;
-        }
-        let mut j = toks.iter().position(|t| t.0 > start).unwrap_or(toks.len());
-        if !head.component.is_empty() {
-            j += 1;
-        }
         while j < toks.len() && toks[j].0 < end {
             let (at, tok) = toks[j];
             let prev = toks[j - 1].1;
@@ -415,6 +435,7 @@ fn split_messages(text: &str, toks: &[(usize, &str)], starts: Vec<usize>) -> Vec
             j += 1;
         }
     }
+    out.sort_unstable();
     out.dedup();
     out
 }
@@ -493,7 +514,9 @@ pub fn read_pasted<'a>(lines: &'a [PastedLine<'_>]) -> PastedRead<WindowsUpdateR
     PastedRead {
         records,
         lenient_lines,
-        placeholder: learned.map(|(_, written)| written).filter(|w| !w.is_empty()),
+        placeholder: learned
+            .map(|(_, written)| written)
+            .filter(|w| !w.is_empty()),
     }
 }
 
@@ -755,7 +778,10 @@ mod tests {
         assert_eq!(
             texts,
             vec![
-                (1, "+++++++++++ PT: Synchronizing server updates +++++++++++"),
+                (
+                    1,
+                    "+++++++++++ PT: Synchronizing server updates +++++++++++"
+                ),
                 (
                     2,
                     "+ ServiceId = {3DA21691-E39D-4DA6-8A4B-B43877BCB1B7}, Server URL = http://WSUS Server/ClientWebService/client.asmx"
@@ -823,7 +849,10 @@ mod tests {
         let text = "> 2009-03-27 11:55:29:193 1044 afc PT WARNING: x\n> 788 ee4 PT WARNING: y\n";
         let lines = crate::core::logs::paste::lines(text);
         let read = read_pasted(&lines);
-        assert_eq!(read.records[0].raw, "> 2009-03-27 11:55:29:193 1044 afc PT WARNING: x");
+        assert_eq!(
+            read.records[0].raw,
+            "> 2009-03-27 11:55:29:193 1044 afc PT WARNING: x"
+        );
         assert!(read.records[0].local_time.is_some());
         assert_eq!(read.records[0].forms, Forms::of(Form::Quoted));
         assert_eq!(
@@ -835,7 +864,8 @@ mod tests {
 
     #[test]
     fn prose_and_placeholder_lines_start_no_record() {
-        let text = "When this problem occurs, the log shows:\n<DATE> <TIME>\nSome more words here.\n";
+        let text =
+            "When this problem occurs, the log shows:\n<DATE> <TIME>\nSome more words here.\n";
         let lines = crate::core::logs::paste::lines(text);
         let read = read_pasted(&lines);
         assert_eq!(read.records, vec![]);
