@@ -302,24 +302,24 @@ fn strip_markup(text: &str) -> Option<String> {
             changed = true;
             continue;
         }
-        if c == '&' {
-            if let Some((entity, len)) = entity(rest) {
-                out.push(entity);
-                rest = &rest[len..];
-                changed = true;
-                continue;
-            }
+        if c == '&'
+            && let Some((entity, len)) = entity(rest)
+        {
+            out.push(entity);
+            rest = &rest[len..];
+            changed = true;
+            continue;
         }
         if c == '\\' {
             // `\*\* START \*\*`, `SyncUpdates\_WithRecovery`: markdown escapes. `\\` is left as
             // it is: Windows paths and UNC names use it.
-            if let Some(next) = rest[1..].chars().next() {
-                if "*_#[]<>`|~+!".contains(next) {
-                    out.push(next);
-                    rest = &rest[1 + next.len_utf8()..];
-                    changed = true;
-                    continue;
-                }
+            if let Some(next) = rest[1..].chars().next()
+                && "*_#[]<>`|~+!".contains(next)
+            {
+                out.push(next);
+                rest = &rest[1 + next.len_utf8()..];
+                changed = true;
+                continue;
             }
         }
         out.push(c);

@@ -97,10 +97,10 @@ impl SoftDistRecord<'_> {
     /// exception whose first line lost its prefix in a paste.
     pub fn stack_frames(&self) -> Vec<&str> {
         let mut frames = Vec::new();
-        if let Some((_, ran_on)) = self.message.split_once(" at ") {
-            if !push_frames(ran_on, &mut frames) {
-                return frames;
-            }
+        if let Some((_, ran_on)) = self.message.split_once(" at ")
+            && !push_frames(ran_on, &mut frames)
+        {
+            return frames;
         }
         let mut in_trace = !frames.is_empty();
         for line in &self.continuation {
@@ -340,13 +340,13 @@ fn record_starts(text: &str, placeholder: Option<&[String]>) -> Vec<usize> {
     let mut starts = Vec::new();
     // The `UTC` of the line's own head, which is no second record.
     let mut own_utc = None;
-    if let Some(&(first, _)) = toks.first() {
-        if loose_head(&text[first..]).is_some() {
-            starts.push(first);
-            own_utc = (0..=MAX_PLACEHOLDER_WORDS.min(toks.len())).find(|&i| {
-                is_utc_triple(&toks, i) && toks[..i].iter().all(|(_, w)| is_placeholder_word(w))
-            });
-        }
+    if let Some(&(first, _)) = toks.first()
+        && loose_head(&text[first..]).is_some()
+    {
+        starts.push(first);
+        own_utc = (0..=MAX_PLACEHOLDER_WORDS.min(toks.len())).find(|&i| {
+            is_utc_triple(&toks, i) && toks[..i].iter().all(|(_, w)| is_placeholder_word(w))
+        });
     }
     for i in 1..toks.len() {
         if Some(i) == own_utc {
@@ -571,7 +571,10 @@ mod tests {
         assert_eq!(records[0].method(), "");
     }
 
-    fn pasted(text: &str) -> Vec<(usize, Level, String, String, String, Vec<Form>)> {
+    /// Line, level, source, origin, message and forms of each record.
+    type Read = (usize, Level, String, String, String, Vec<Form>);
+
+    fn pasted(text: &str) -> Vec<Read> {
         let lines = crate::core::logs::paste::lines(text);
         read_pasted(&lines)
             .records

@@ -312,13 +312,13 @@ fn record_starts(text: &str, placeholder: Option<&Placeholder>) -> Vec<usize> {
     let mut starts = Vec::new();
     // The `PID TID component` of the line's own head, which is no second record.
     let mut own_triple = None;
-    if let Some(&(first, _)) = toks.first() {
-        if loose_head(&text[first..]).is_some() {
-            starts.push(first);
-            own_triple = (0..=MAX_PLACEHOLDER_WORDS.min(toks.len())).find(|&i| {
-                is_triple(&toks, i) && toks[..i].iter().all(|(_, w)| is_placeholder_word(w))
-            });
-        }
+    if let Some(&(first, _)) = toks.first()
+        && loose_head(&text[first..]).is_some()
+    {
+        starts.push(first);
+        own_triple = (0..=MAX_PLACEHOLDER_WORDS.min(toks.len())).find(|&i| {
+            is_triple(&toks, i) && toks[..i].iter().all(|(_, w)| is_placeholder_word(w))
+        });
     }
     for i in 1..toks.len() {
         let at = toks[i].0;
@@ -337,13 +337,14 @@ fn record_starts(text: &str, placeholder: Option<&Placeholder>) -> Vec<usize> {
         // The placeholder words, then `PID TID component` (not the one of a full prefix).
         let in_prefix =
             i >= 2 && parse_date(toks[i - 2].1).is_some() && parse_time(toks[i - 1].1).is_some();
-        if let Some(words) = placeholder.filter(|_| !in_prefix) {
-            if is_triple(&toks, i) && i >= words.len() {
-                if words.is_empty() {
-                    starts.push(at);
-                } else if let Some(from) = placeholder_before(text, &toks, i, words) {
-                    starts.push(from);
-                }
+        if let Some(words) = placeholder.filter(|_| !in_prefix)
+            && is_triple(&toks, i)
+            && i >= words.len()
+        {
+            if words.is_empty() {
+                starts.push(at);
+            } else if let Some(from) = placeholder_before(text, &toks, i, words) {
+                starts.push(from);
             }
         }
     }
@@ -422,14 +423,15 @@ fn split_messages(text: &str, toks: &[(usize, &str)], starts: Vec<usize>) -> Vec
             let (at, tok) = toks[j];
             let prev = toks[j - 1].1;
             let next = toks.get(j + 1).map_or("", |t| t.1);
-            let warning = tok == "WARNING:" || tok == "FATAL:";
-            if warning && !matches!(prev, "*" | "+" | "#") && !is_component(prev) {
-                out.push(at);
-            } else if is_component(tok)
+            // `WARNING:` after neither a bullet nor a component (which starts the message).
+            let bare_warning = (tok == "WARNING:" || tok == "FATAL:")
+                && !matches!(prev, "*" | "+" | "#")
+                && !is_component(prev);
+            let component_message = is_component(tok)
                 && ["WARNING:", "FATAL:", "*", "+", "#", "**", "+++", "###"]
                     .iter()
-                    .any(|s| next.starts_with(s))
-            {
+                    .any(|s| next.starts_with(s));
+            if bare_warning || component_message {
                 out.push(at);
             }
             j += 1;
@@ -472,13 +474,13 @@ pub fn read_pasted<'a>(lines: &'a [PastedLine<'_>]) -> PastedRead<WindowsUpdateR
             forms.insert(Form::RunTogether);
         }
         let before = text[..first].trim();
-        if !before.is_empty() {
-            if let Some(last) = records.last_mut() {
-                last.continuation.push(Line {
-                    number: line.number,
-                    text: before,
-                });
-            }
+        if !before.is_empty()
+            && let Some(last) = records.last_mut()
+        {
+            last.continuation.push(Line {
+                number: line.number,
+                text: before,
+            });
         }
         for (k, &start) in starts.iter().enumerate() {
             let end = starts.get(k + 1).copied().unwrap_or(text.len());
@@ -727,7 +729,10 @@ mod tests {
         assert_eq!(p.tid, 0x810);
     }
 
-    fn pasted(text: &str) -> Vec<(usize, Option<u32>, String, String, Vec<Form>)> {
+    /// Line, PID, component, full text and forms of each record.
+    type Read = (usize, Option<u32>, String, String, Vec<Form>);
+
+    fn pasted(text: &str) -> Vec<Read> {
         let lines = crate::core::logs::paste::lines(text);
         read_pasted(&lines)
             .records
