@@ -114,7 +114,7 @@ const EXPECTED: &[Expect] = &[
         grade: "confirmed",
         placeholder: Some("Date Time"),
         fault_ids: &[ARTICLE_FAULT_ID],
-        forms: &["placeholder-time", "no-prefix"],
+        forms: &["placeholder-time"],
     },
     Expect {
         file: "article-cs-server.txt",
@@ -171,6 +171,22 @@ const EXPECTED: &[Expect] = &[
         placeholder: None,
         fault_ids: &["3f2b9c1e-5d47-4a08-9e61-7c0d2a4b8f15"],
         forms: &["quoted", "run-together"],
+    },
+    Expect {
+        file: "wrapped-mail.txt",
+        kind: "windowsupdate",
+        grade: "confirmed",
+        placeholder: Some("Date Time"),
+        fault_ids: &[ARTICLE_FAULT_ID],
+        forms: &["placeholder-time"],
+    },
+    Expect {
+        file: "wrapped-server.txt",
+        kind: "softwaredistribution",
+        grade: "confirmed",
+        placeholder: Some("Date Time"),
+        fault_ids: &[ARTICLE_FAULT_ID],
+        forms: &["placeholder-time"],
     },
     Expect {
         file: "markdown.md",
@@ -363,9 +379,15 @@ fn a_likely_client_is_confirmed_by_the_server_log_with_its_fault_id() {
             .any(|n| n.as_str().unwrap().starts_with("give the server's")),
         "no advice to do what was done"
     );
-    // The article's two samples find each other the same way.
-    let (_, doc) = json(&[pasted("article-cs.txt"), pasted("article-cs-server.txt")]);
-    assert_eq!(doc["matches"][0]["kb954960"], true);
+    // The article's two samples find each other the same way, whole or wrapped by a mail client.
+    for (client, server) in [
+        ("article-cs.txt", "article-cs-server.txt"),
+        ("wrapped-mail.txt", "wrapped-server.txt"),
+    ] {
+        let (_, doc) = json(&[pasted(client), pasted(server)]);
+        assert_eq!(doc["matches"][0]["kb954960"], true, "{client} {server}");
+        assert_eq!(doc["matches"][0]["duplicate_key"]["key"], "8862");
+    }
 }
 
 #[test]
@@ -400,8 +422,9 @@ fn an_excerpt_that_begins_mid_search_is_one_detection_named_by_its_own_code() {
 // Properties: pasted excerpts of other failures are never the symptom; pasted excerpts of
 // KB 954960's failure always are.
 
-/// Whole logs of failures that are not KB 954960, and a server log of other errors.
-const OTHER_FAILURES: [&str; 8] = [
+/// Logs and excerpts of failures that are not KB 954960: whole client logs, a server log of
+/// other errors, pasted excerpts, and real Windows 10 logs that fail with near codes.
+const OTHER_FAILURES: [&str; 14] = [
     "client-other-0x80244010.log",
     "client-other-0x80072ee2.log",
     "client-other-0x8024400d.log",
@@ -410,6 +433,12 @@ const OTHER_FAILURES: [&str; 8] = [
     "client-other-0x8024000e.log",
     "client-other-0x8024401b-proxy.log",
     "server-other-errors.log",
+    "pasted/mid-search-0x80244010.txt",
+    "pasted/mid-search-name-not-resolved.txt",
+    "pasted/forum-dblayer.txt",
+    "pasted/forum-dblayer-split.txt",
+    "real/12-clean-win10-dashdate-8024402f.log",
+    "real/13-clean-win10-bom-8024000e.log",
 ];
 
 fn fixture_lines(name: &str) -> Vec<String> {

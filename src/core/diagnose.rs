@@ -87,16 +87,6 @@ impl Grade {
             Grade::NotAnalysed => 0,
         }
     }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Grade::Confirmed => "confirmed",
-            Grade::Likely => "likely",
-            Grade::OtherFailure => "other failure",
-            Grade::NotFound => "not found",
-            Grade::NotAnalysed => "not analysed",
-        }
-    }
 }
 
 /// The whole result: the JSON document of `diagnose --format json`.

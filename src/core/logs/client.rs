@@ -446,12 +446,11 @@ fn fold_fault_lines(
             FaultField::SoapFault | FaultField::ErrorCode | FaultField::Id => {
                 value.split_whitespace().next().unwrap_or("").to_string()
             }
-            FaultField::Method => value
-                .trim_start_matches('"')
-                .split(['"', ' '])
-                .next()
-                .unwrap_or("")
-                .to_string(),
+            // A quoted URL, which a copy may have wrapped (spaces are no part of it).
+            FaultField::Method => match value.strip_prefix('"').and_then(|v| v.split_once('"')) {
+                Some((url, _)) => url.split_whitespace().collect(),
+                None => value.split_whitespace().next().unwrap_or("").to_string(),
+            },
             FaultField::Faultstring | FaultField::Message => value.trim_matches('"').to_string(),
         });
         failure.lines.push(record.line);

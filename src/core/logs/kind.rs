@@ -174,10 +174,12 @@ fn tally_line(tally: &mut Tally, line: Line<'_>) {
         // Another log's record, whatever it says.
         tally.foreign += 1;
     } else if client_paste(text).is_some() {
+        // A message alone continues a whole file's record, unless a paste quoted or marked it.
         tally.lenient[CLIENT] += 1;
-        tally.forcing[CLIENT] += usize::from(runs_together(text));
+        tally.forcing[CLIENT] += usize::from(pasted || runs_together(text));
     } else if server_paste(text).is_some() {
         tally.lenient[SERVER] += 1;
+        tally.forcing[SERVER] += usize::from(pasted);
     }
 }
 

@@ -98,14 +98,15 @@ fn duplicate_key(record: &SoftDistRecord<'_>) -> Option<ServerEventKind> {
             .stack_frames()
             .iter()
             .any(|f| f.contains("ClientImplementation."));
-    let is_duplicate = record.message.contains("ArgumentException")
-        && record.message.contains("Item has already been added");
+    let text = record.exception_text();
+    let is_duplicate =
+        text.contains("ArgumentException") && text.contains("Item has already been added");
     if !(is_duplicate && in_client_service) {
         return None;
     }
     Some(ServerEventKind::DuplicateKey {
-        key: quoted_after(record.message, "Key in dictionary:")
-            .or_else(|| quoted_after(record.message, "Key being added:")),
+        key: quoted_after(&text, "Key in dictionary:")
+            .or_else(|| quoted_after(&text, "Key being added:")),
         origin: record.origin.to_string(),
         source: record.source.to_string(),
         stack_lines: record.continuation.iter().map(|l| l.number).collect(),
@@ -124,8 +125,10 @@ fn fault_raised(record: &SoftDistRecord<'_>) -> Option<(String, Option<String>, 
     if record.method() != "CreateException" && !record.message.contains("ThrowException") {
         return None;
     }
+    // A copy may have wrapped the fields onto the next line.
+    let text = record.exception_text();
     let field = |name: &str| {
-        record.message.split(',').find_map(|part| {
+        text.split(',').find_map(|part| {
             let (key, value) = part.split_once('=')?;
             let key = key.trim();
             let key = key.rsplit(' ').next().unwrap_or(key);

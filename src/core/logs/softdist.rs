@@ -9,6 +9,7 @@
 //! (`Date Time UTC Error w3wp.12 ...`, `<DATE> <TIME> UTC Error w3wp.130 ...`, a message alone,
 //! several records on one line; see [`super::paste`]).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use chrono::{DateTime, NaiveDateTime, NaiveTime, Utc};
@@ -91,6 +92,26 @@ impl SoftDistRecord<'_> {
             .map_or("", |(_, method)| method)
     }
 
+    /// The exception's text: the message and the lines after it up to the first stack frame
+    /// (a message that a copy wrapped), joined by spaces.
+    pub fn exception_text(&self) -> Cow<'_, str> {
+        let wrapped: Vec<&str> = self
+            .continuation
+            .iter()
+            .map(|l| l.text.trim())
+            .take_while(|t| !is_stack_frame(t) && !is_stripped_header(t))
+            .collect();
+        if wrapped.is_empty() {
+            return Cow::Borrowed(self.message);
+        }
+        let mut text = self.message.trim_end().to_string();
+        for part in wrapped {
+            text.push(' ');
+            text.push_str(part);
+        }
+        Cow::Owned(text)
+    }
+
     /// The frames of the record's own stack trace (`Microsoft.UpdateServices...GetSyncInfo(...)`):
     /// those a page ran onto the message line, then the `at ...` lines after it. The trace
     /// ends at the first other line after a frame: frames after that belong to another
@@ -112,7 +133,7 @@ impl SoftDistRecord<'_> {
                 }
             } else if text.starts_with("---") {
                 in_trace = true;
-            } else if in_trace {
+            } else if in_trace || is_stripped_header(text) {
                 break;
             }
         }
@@ -398,6 +419,19 @@ fn push_frames<'a>(text: &'a str, frames: &mut Vec<&'a str>) -> bool {
     true
 }
 
+/// A record's origin and message without the rest of its prefix
+/// (`DBConnection.LogSqlException DBLAYER: ...`): another record, whose prefix a paste stripped.
+fn is_stripped_header(text: &str) -> bool {
+    let Some((first, rest)) = text.split_once([' ', '\t']) else {
+        return false;
+    };
+    !rest.trim().is_empty()
+        && first.contains('.')
+        && first.split('.').all(|part| {
+            !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+}
+
 /// A line of a .NET stack trace: `at Namespace.Class.Method(...)`, `--- End of inner exception
 /// stack trace ---`.
 fn is_stack_frame(text: &str) -> bool {
@@ -408,8 +442,10 @@ fn is_stack_frame(text: &str) -> bool {
 /// Reads a pasted `SoftwareDistribution.log` excerpt leniently: besides the full prefix, a
 /// record may start with placeholder words or nothing before `UTC Level source`, with the
 /// level and source alone, or with its message alone (an exception, a `ThrowException:`
-/// fault); records run together on one line are split. A stack frame continues the record
-/// before it; any other line is a message of its own.
+/// fault); records run together on one line are split. A line that starts no record (a stack
+/// frame, a wrapped line) continues the record before it; [`SoftDistRecord::stack_frames`] keeps
+/// the frames of an exception whose first line a paste stripped from reaching back to an
+/// earlier one.
 pub fn read_pasted<'a>(lines: &'a [PastedLine<'_>]) -> PastedRead<SoftDistRecord<'a>> {
     let learned = learn_placeholder(lines);
     let placeholder = learned.as_ref().map(|(words, _)| words.as_slice());
@@ -437,28 +473,10 @@ pub fn read_pasted<'a>(lines: &'a [PastedLine<'_>]) -> PastedRead<SoftDistRecord
         }
         let before = text[..first].trim();
         if !before.is_empty() {
-            if is_stack_frame(before) || records.is_empty() && starts.is_empty() {
-                if let Some(last) = records.last_mut() {
-                    last.continuation.push(Line {
-                        number: line.number,
-                        text: before,
-                    });
-                }
-            } else {
-                // Any other line is a message of its own: in a paste the prefix that would say
-                // so is gone, and a stack trace must not reach back over it to an earlier
-                // record.
-                forms.insert(Form::NoPrefix);
-                records.push(SoftDistRecord {
-                    line: line.number,
-                    raw: line.raw,
-                    time: None,
-                    level: Level::Unknown,
-                    source: "",
-                    origin: "",
-                    message: before,
-                    continuation: Vec::new(),
-                    forms: line.forms.with(Form::NoPrefix),
+            if let Some(last) = records.last_mut() {
+                last.continuation.push(Line {
+                    number: line.number,
+                    text: before,
                 });
             }
         }
@@ -467,6 +485,19 @@ pub fn read_pasted<'a>(lines: &'a [PastedLine<'_>]) -> PastedRead<SoftDistRecord
             let Some(head) = loose_head(text[start..end].trim_end()) else {
                 continue;
             };
+            // A header that a copy wrapped after its origin: this message is its own.
+            if head.forms.contains(Form::NoPrefix) && k == 0 {
+                if let Some(last) = records
+                    .last_mut()
+                    .filter(|r| r.message.is_empty() && r.continuation.is_empty())
+                {
+                    last.message = head.message;
+                    if last.origin.is_empty() {
+                        last.origin = head.origin;
+                    }
+                    continue;
+                }
+            }
             forms = forms.union(head.forms);
             records.push(SoftDistRecord {
                 line: line.number,
@@ -618,8 +649,6 @@ mod tests {
                     "ClientImplementation.SyncUpdates",
                     vec![Form::PlaceholderTime]
                 ),
-                // A line of prose is a message of its own, not part of the stack trace.
-                (3, Level::Unknown, "", "", vec![Form::NoPrefix]),
                 (
                     4,
                     Level::Warning,
@@ -643,7 +672,7 @@ mod tests {
                 ),
             ]
         );
-        assert!(got[2].4.starts_with("ThrowException: actor = x"));
+        assert!(got[1].4.starts_with("ThrowException: actor = x"));
     }
 
     #[test]
@@ -673,7 +702,6 @@ mod tests {
                     vec![Form::NoTime, Form::RunTogether]
                 ),
                 (2, "", "", vec![Form::NoPrefix]),
-                (3, "", "", vec![Form::NoPrefix]),
             ]
         );
     }
