@@ -472,13 +472,13 @@ pub fn read_pasted<'a>(lines: &'a [PastedLine<'_>]) -> PastedRead<SoftDistRecord
             forms.insert(Form::RunTogether);
         }
         let before = text[..first].trim();
-        if !before.is_empty() {
-            if let Some(last) = records.last_mut() {
-                last.continuation.push(Line {
-                    number: line.number,
-                    text: before,
-                });
-            }
+        if !before.is_empty()
+            && let Some(last) = records.last_mut()
+        {
+            last.continuation.push(Line {
+                number: line.number,
+                text: before,
+            });
         }
         for (k, &start) in starts.iter().enumerate() {
             let end = starts.get(k + 1).copied().unwrap_or(text.len());
@@ -486,17 +486,17 @@ pub fn read_pasted<'a>(lines: &'a [PastedLine<'_>]) -> PastedRead<SoftDistRecord
                 continue;
             };
             // A header that a copy wrapped after its origin: this message is its own.
-            if head.forms.contains(Form::NoPrefix) && k == 0 {
-                if let Some(last) = records
+            if head.forms.contains(Form::NoPrefix)
+                && k == 0
+                && let Some(last) = records
                     .last_mut()
                     .filter(|r| r.message.is_empty() && r.continuation.is_empty())
-                {
-                    last.message = head.message;
-                    if last.origin.is_empty() {
-                        last.origin = head.origin;
-                    }
-                    continue;
+            {
+                last.message = head.message;
+                if last.origin.is_empty() {
+                    last.origin = head.origin;
                 }
+                continue;
             }
             forms = forms.union(head.forms);
             records.push(SoftDistRecord {
