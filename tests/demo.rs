@@ -18,7 +18,7 @@ fn the_demo_repairs_the_lab_and_exits_0() {
     ])
     .run()
     .code(0)
-    .stdout_has("KB 954960 symptom present")
+    .stdout_has("KB 954960 confirmed: the last detection failed")
     .stdout_has("Summary: 6 servers")
     .stdout_has("Result: 6 done; every restore done (exit 0")
     .stdout_has("replicas back in replica mode:     3/3");
