@@ -60,7 +60,13 @@ impl Peer {
     }
 
     fn endpoint(&self, realm: &Realm, auth: AuthMethod, password: &str) -> Endpoint {
-        let mut e = Endpoint::new("127.0.0.1", Scheme::Http, auth, KRB_USER, Secret::new(password));
+        let mut e = Endpoint::new(
+            "127.0.0.1",
+            Scheme::Http,
+            auth,
+            KRB_USER,
+            Secret::new(password),
+        );
         e.port = self.port;
         e.spn_host = Some(SPN_HOST.into());
         e.kdc = Some(realm.kdc.clone());
@@ -184,8 +190,9 @@ async fn kdc_down_and_unknown_spn_name_their_cause_and_never_use_ntlm() {
     assert_eq!(err.kind(), ErrorKind::Connect, "{err}");
     assert!(err.is_transient());
     assert!(
-        err.to_string()
-            .contains("cannot reach the KDC 127.0.0.1:18919 of the realm LAB.TEST: connection refused"),
+        err.to_string().contains(
+            "cannot reach the KDC 127.0.0.1:18919 of the realm LAB.TEST: connection refused"
+        ),
         "{err}"
     );
 

@@ -214,6 +214,8 @@ pub fn run(a: &DiscoverArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             ca_file: ca_file.clone(),
             insecure_skip_tls_verify: false,
             operation_timeout: 20,
+            spn_service: None,
+            kdc: None,
         },
         credentials: Credentials {
             username: a.username.clone(),

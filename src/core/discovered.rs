@@ -106,11 +106,7 @@ fn scheme_name(s: Scheme) -> &'static str {
 }
 
 fn auth_name(a: AuthKind) -> &'static str {
-    match a {
-        AuthKind::Negotiate => "negotiate",
-        AuthKind::Ntlm => "ntlm",
-        AuthKind::Basic => "basic",
-    }
+    a.as_str()
 }
 
 fn site_text(s: WsusSite) -> String {

@@ -379,8 +379,7 @@ mod tests {
         let pw = Secret::new("S3cret!");
         let t = std::time::Duration::from_secs(1);
         let mut raw =
-            SecurityContext::new(&Mechanism::RawNtlm, "CORP\\alice", &pw, "HTTP/srv01", t)
-                .unwrap();
+            SecurityContext::new(&Mechanism::RawNtlm, "CORP\\alice", &pw, "HTTP/srv01", t).unwrap();
         let token = raw.step(None).unwrap();
         assert!(!raw.is_complete());
         assert!(

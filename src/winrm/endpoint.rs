@@ -231,7 +231,9 @@ impl Endpoint {
         let service = self.spn_service.as_str();
         if service.is_empty()
             || !service.starts_with(|c: char| c.is_ascii_alphabetic())
-            || !service.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            || !service
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
         {
             return Err(format!(
                 "the SPN service class {service:?} must be a name like HTTP or WSMAN"

@@ -148,7 +148,10 @@ pub(crate) fn configured_kdc(realm: &str) -> Option<KdcAddr> {
     if !matches!(url.scheme(), "tcp" | "udp") {
         return None;
     }
-    let host = url.host_str()?.trim_start_matches('[').trim_end_matches(']');
+    let host = url
+        .host_str()?
+        .trim_start_matches('[')
+        .trim_end_matches(']');
     Some(KdcAddr {
         host: host.to_string(),
         port: url.port().unwrap_or(DEFAULT_KDC_PORT),
@@ -231,15 +234,16 @@ impl KdcClient {
             s.write_all(data).map_err(|e| format!("sending: {e}"))?;
             let mut len = [0u8; 4];
             s.read_exact(&mut len).map_err(|e| match e.kind() {
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => format!(
-                    "no answer within {} s",
-                    KDC_READ_TIMEOUT.as_secs()
-                ),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                    format!("no answer within {} s", KDC_READ_TIMEOUT.as_secs())
+                }
                 _ => format!("reading the answer: {e}"),
             })?;
             let body = u32::from_be_bytes(len) as usize;
             if body > MAX_KDC_REPLY {
-                return Err(format!("it answered with {body} bytes, more than a KDC sends"));
+                return Err(format!(
+                    "it answered with {body} bytes, more than a KDC sends"
+                ));
             }
             let mut reply = len.to_vec();
             reply.resize(4 + body, 0);
@@ -375,7 +379,11 @@ pub(crate) fn parse_krb_error(msg: &[u8]) -> Option<KrbError> {
     while let Some((tag, content, rest)) = der(fields) {
         match tag {
             // [6] error-code Int32
-            0xa6 => code = der(content).and_then(|(t, v, _)| (t == 0x02).then_some(v)).and_then(der_integer),
+            0xa6 => {
+                code = der(content)
+                    .and_then(|(t, v, _)| (t == 0x02).then_some(v))
+                    .and_then(der_integer)
+            }
             // [11] e-text KerberosString (GeneralString)
             0xab => {
                 text = der(content).map(|(_, v, _)| String::from_utf8_lossy(v).into_owned());
@@ -408,7 +416,9 @@ pub(crate) fn krb_error_in_token(token: &[u8]) -> Option<KrbError> {
             while let Some((t, content, rest)) = der(fields) {
                 if t == 0xa2 {
                     let (octets, inner, _) = der(content)?;
-                    return (octets == 0x04).then(|| krb_error_in_token(inner)).flatten();
+                    return (octets == 0x04)
+                        .then(|| krb_error_in_token(inner))
+                        .flatten();
                 }
                 fields = rest;
             }
@@ -522,7 +532,10 @@ mod tests {
         push(0xa4, t);
         push(0xa5, vec![0x02, 0x01, 0x00]);
         push(0xa6, vec![0x02, 0x01, code]);
-        push(0xa9, vec![0x1b, 0x08, b'L', b'A', b'B', b'.', b'T', b'E', b'S', b'T']);
+        push(
+            0xa9,
+            vec![0x1b, 0x08, b'L', b'A', b'B', b'.', b'T', b'E', b'S', b'T'],
+        );
         if let Some(text) = text {
             let mut s = vec![0x1b, text.len() as u8];
             s.extend_from_slice(text.as_bytes());
@@ -539,12 +552,31 @@ mod tests {
     fn kdc_addresses() {
         let a = KdcAddr::parse("dc01.corp.example").unwrap();
         assert_eq!((a.host.as_str(), a.port), ("dc01.corp.example", 88));
-        assert_eq!(KdcAddr::parse("127.0.0.1:18888").unwrap().to_string(), "127.0.0.1:18888");
-        assert_eq!(KdcAddr::parse("tcp://10.0.0.5:88").unwrap().host, "10.0.0.5");
-        assert_eq!(KdcAddr::parse("[::1]:750").unwrap().to_string(), "[::1]:750");
+        assert_eq!(
+            KdcAddr::parse("127.0.0.1:18888").unwrap().to_string(),
+            "127.0.0.1:18888"
+        );
+        assert_eq!(
+            KdcAddr::parse("tcp://10.0.0.5:88").unwrap().host,
+            "10.0.0.5"
+        );
+        assert_eq!(
+            KdcAddr::parse("[::1]:750").unwrap().to_string(),
+            "[::1]:750"
+        );
         assert_eq!(KdcAddr::parse("::1").unwrap().port, 88);
-        assert_eq!(KdcAddr::parse("[::1]:750").unwrap().url(), "tcp://[::1]:750");
-        for bad in ["", "dc:0", "dc:x", "https://kdcproxy/KdcProxy", "a b", "dc:88/x"] {
+        assert_eq!(
+            KdcAddr::parse("[::1]:750").unwrap().url(),
+            "tcp://[::1]:750"
+        );
+        for bad in [
+            "",
+            "dc:0",
+            "dc:x",
+            "https://kdcproxy/KdcProxy",
+            "a b",
+            "dc:88/x",
+        ] {
             assert!(KdcAddr::parse(bad).is_err(), "{bad}");
         }
     }
@@ -606,7 +638,10 @@ mod tests {
             "HTTP/wsus-hq.lab.test",
             "LAB.TEST",
         );
-        assert!(text.contains("knows no service principal HTTP/wsus-hq.lab.test"), "{text}");
+        assert!(
+            text.contains("knows no service principal HTTP/wsus-hq.lab.test"),
+            "{text}"
+        );
     }
 
     #[test]

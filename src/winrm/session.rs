@@ -9,14 +9,14 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::auth::LogonMechanism;
 use super::clixml;
 use super::codepage;
 use super::endpoint::Endpoint;
 use super::error::{Failure, Operation, WinrmError};
+use super::logon::LogonGate;
 use super::powershell;
 use super::shell::{ShellConfig, ShellDriver, WsmanClient};
-use super::auth::LogonMechanism;
-use super::logon::LogonGate;
 use super::transport::{Transport, TransportStats};
 
 /// What a PowerShell script produced.

@@ -501,14 +501,14 @@ impl Transport {
                         token = context.step(Some(&challenge)).map_err(|m| {
                             self.error(
                                 op,
-                                Failure::Protocol(format!(
-                                    "cannot answer the NTLM challenge: {m}"
-                                )),
+                                Failure::Protocol(format!("cannot answer the NTLM challenge: {m}")),
                             )
                         })?;
                     }
                     Some(Err(m)) => return Err(self.error(op, Failure::Protocol(m)).into()),
-                    _ if leg == 1 => return Err(self.ntlm_refused(&reply.offered, &context).into()),
+                    _ if leg == 1 => {
+                        return Err(self.ntlm_refused(&reply.offered, &context).into());
+                    }
                     _ => {
                         return Err(LogonFailure {
                             error: self.error(
@@ -556,7 +556,9 @@ impl Transport {
                 (Some((kdc, why)), _) => {
                     format!(" (Kerberos was not used: the KDC {kdc} could not be reached: {why})")
                 }
-                (None, Some(e)) => format!(" (Kerberos was not used: the KDC answered {})", e.label()),
+                (None, Some(e)) => {
+                    format!(" (Kerberos was not used: the KDC answered {})", e.label())
+                }
                 (None, None) => String::new(),
             },
             None => String::new(),

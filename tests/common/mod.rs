@@ -341,8 +341,7 @@ impl Lab {
 pub fn kerberos_python() -> &'static Path {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     PYTHON.get_or_init(|| {
-        if let Some(path) = std::env::var_os("WSUSFIX_PEER_KRB_PYTHON").filter(|p| !p.is_empty())
-        {
+        if let Some(path) = std::env::var_os("WSUSFIX_PEER_KRB_PYTHON").filter(|p| !p.is_empty()) {
             return PathBuf::from(path);
         }
         let lock = machine_lock("wsusfix-peer-venv.lock");
