@@ -132,6 +132,7 @@ pub fn run(a: &DemoArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             http_port: 5985,
             https_port: None,
             state_file: Some(state_file.clone()),
+            keytab: None,
         },
     ));
     let fleet = match fleet {

@@ -90,6 +90,9 @@ start() {
         esac
     done
     [[ -n "${REALM_PASSWORD:-}" ]] || die "set REALM_PASSWORD to the user's password"
+    case $REALM_PASSWORD in
+        *'"'* | *$'\n'*) die "REALM_PASSWORD may not hold a double quote or a line break" ;;
+    esac
     local missing
     missing=$(tools_missing)
     [[ -z "$missing" ]] || die "MIT Kerberos is not installed (missing: $missing); run: $0 install"
@@ -154,8 +157,8 @@ CONF
     # A UPN logon (user@REALM) is an NT-ENTERPRISE name: Active Directory resolves it to the
     # account, MIT looks up the literal name user\@REALM@REALM, so that name gets the password too.
     {
-        echo "addprinc -pw $REALM_PASSWORD $user@$realm"
-        echo "addprinc -pw $REALM_PASSWORD $user\\@$realm@$realm"
+        echo "addprinc -pw \"$REALM_PASSWORD\" $user@$realm"
+        echo "addprinc -pw \"$REALM_PASSWORD\" $user\\@$realm@$realm"
         for spn in "${services[@]}"; do
             echo "addprinc -randkey $spn@$realm"
             echo "ktadd -k $dir/services.keytab $spn@$realm"
