@@ -27,11 +27,16 @@ fn exec_runs_a_snippet_on_each_host() {
         .run()
         .code(0);
     assert!(
-        d.stdout.contains("== wsus-hq (exit 0)\nwsusfix:child="),
+        d.stdout
+            .contains("== wsus-hq (exit 0, ntlm)\nwsusfix:child="),
         "{}",
         d.stdout
     );
-    assert!(d.stdout.contains("== wsus-eu (exit 0)"), "{}", d.stdout);
+    assert!(
+        d.stdout.contains("== wsus-eu (exit 0, ntlm)"),
+        "{}",
+        d.stdout
+    );
     assert!(
         d.stdout.ends_with("2 hosts: 2 ok, 0 failed\n"),
         "{}",
@@ -44,7 +49,7 @@ fn exec_runs_a_snippet_on_each_host() {
         .run()
         .code(2);
     assert!(
-        d.stdout.contains("== pc-hq-1 (exit 1)\n-- stderr\n"),
+        d.stdout.contains("== pc-hq-1 (exit 1, ntlm)\n-- stderr\n"),
         "{}",
         d.stdout
     );

@@ -245,6 +245,11 @@ pub struct Lab {
 impl Lab {
     /// Serves `inventory/NAME` on 127.`subnet`.x.y with an optional scenario text.
     pub fn start(name: &str, subnet: u8, scenario: Option<&str>) -> Lab {
+        Lab::start_with(name, subnet, scenario, &[])
+    }
+
+    /// [`Lab::start`] with more arguments for `sim serve` (e.g. `--keytab FILE`).
+    pub fn start_with(name: &str, subnet: u8, scenario: Option<&str>, extra: &[&str]) -> Lab {
         let dir = tempfile::tempdir().expect("temp dir");
         let inventory = inventory_copy(dir.path(), name, subnet);
         let scenario_path = scenario.map(|text| {
@@ -252,7 +257,7 @@ impl Lab {
             std::fs::write(&p, text).expect("write the scenario");
             p
         });
-        let sim = Sim::start(&inventory, scenario_path.as_deref(), dir.path(), &[]);
+        let sim = Sim::start(&inventory, scenario_path.as_deref(), dir.path(), extra);
         Lab {
             dir,
             inventory,

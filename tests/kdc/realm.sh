@@ -169,12 +169,26 @@ CONF
         chmod 600 "$dir/services.keytab"
     fi
 
-    local runner=()
+    local preload=""
     if [[ -n "$offset" ]]; then
-        runner=(faketime -f "$offset")
+        # libfaketime preloaded into the KDC itself (not the faketime wrapper, which would be the
+        # process behind $! while the KDC runs as its child).
+        preload=$(dpkg -L libfaketime 2>/dev/null | grep -m1 '/libfaketime.so.1$' || true)
+        [[ -n "$preload" ]] || die "--clock-offset needs libfaketime; run: $0 install"
     fi
-    # -n: the KDC stays in the foreground of its own process, so the pid is ours to stop.
-    "${runner[@]}" krb5kdc -n -r "$realm" > "$dir/krb5kdc.out" 2>&1 &
+    # -n: the KDC stays in the foreground of its own process, so the pid is ours to stop. It
+    # gets no descriptor of ours but its output (a test runner's lock file, for one, must not
+    # outlive the test).
+    (
+        for fd in /proc/self/fd/*; do
+            fd=${fd##*/}
+            if [[ $fd -gt 2 ]]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+        done
+        if [[ -n "$preload" ]]; then
+            export LD_PRELOAD=$preload FAKETIME="$offset" FAKETIME_DONT_FAKE_MONOTONIC=1
+        fi
+        exec krb5kdc -n -r "$realm"
+    ) < /dev/null > "$dir/krb5kdc.out" 2>&1 &
     local pid=$!
     echo "$pid" > "$dir/krb5kdc.pid"
     local up=""
