@@ -386,7 +386,7 @@ pub fn machine_lock(name: &str) -> std::fs::File {
 }
 
 /// Installs MIT Kerberos once per machine (`tests/kdc/realm.sh install`), under a lock.
-fn install_kerberos() {
+pub fn install_kerberos() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
         let _lock = machine_lock("wsusfix-kdc-install.lock");
