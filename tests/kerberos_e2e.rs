@@ -83,6 +83,45 @@ fn apply_repairs_the_lab_over_kerberos_with_sealing_and_no_ntlm_anywhere() {
         "{}",
         d.stdout
     );
+
+    // discover walks the hierarchy over Kerberos: WSUS lists each server by its DNS name, which
+    // becomes its `host:` beside the address the hosts file gives.
+    let hosts = lab.dir.path().join("sim-hosts");
+    let found = lab.dir.path().join("found.yaml");
+    let kdc = realm.kdc.clone();
+    common::Run::new([
+        "discover",
+        "--root",
+        "wsus-hq.lab.test",
+        "--hosts",
+        hosts.to_str().unwrap(),
+        "--auth",
+        "kerberos",
+        "--kdc",
+        &kdc,
+        "--username",
+        "wsusfix@LAB.TEST",
+        "--out",
+        found.to_str().unwrap(),
+    ])
+    .env("WSUSFIX_PASSWORD", PASSWORD)
+    .run()
+    .code(0);
+    let text = std::fs::read_to_string(&found).unwrap();
+    assert!(text.contains("auth: kerberos"), "{text}");
+    assert!(
+        text.contains(&format!("kerberos: {{ kdc: '{kdc}' }}")),
+        "{text}"
+    );
+    assert!(text.contains("host: wsus-eu-paris.lab.test"), "{text}");
+    let inv = wsusfix::core::inventory::load(&text)
+        .inventory
+        .expect("it validates");
+    assert_eq!(inv.servers().len(), 6);
+    common::Run::new(["plan", "-i", found.to_str().unwrap(), "--facts"])
+        .env("WSUSFIX_PASSWORD", PASSWORD)
+        .run()
+        .code(0);
 }
 
 #[test]
@@ -122,7 +161,6 @@ fn a_wrong_password_is_one_failed_logon_however_many_hosts() {
         .code(2);
     assert_eq!(realm.log_count("PREAUTH_FAILED"), 2, "{}", realm.log());
     assert!(d.stdout.contains("KDC_ERR_PREAUTH_FAILED"), "{}", d.stdout);
-    let _ = PASSWORD;
 }
 
 #[test]

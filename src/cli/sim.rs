@@ -99,7 +99,13 @@ pub fn load_scenario(path: Option<&Path>) -> Result<Scenario, String> {
 pub fn hosts_file(inv: &crate::core::inventory::Inventory) -> String {
     let mut text = String::from("# wsusfix simulator: the WSUS servers it serves (ADDRESS NAME)\n");
     for s in inv.servers() {
-        text.push_str(&format!("{} {}\n", s.address, s.name));
+        // The DNS name (`host:`) as an alias: the simulated WSUS API lists a server by it.
+        match &s.spn_host {
+            Some(h) if h != &s.name => {
+                text.push_str(&format!("{} {} {h}\n", s.address, s.name));
+            }
+            _ => text.push_str(&format!("{} {}\n", s.address, s.name)),
+        }
     }
     text
 }
