@@ -95,6 +95,9 @@ pub(crate) struct Transport {
 struct LogonFailure {
     error: WinrmError,
     credentials_refused: bool,
+    /// The KDC said so (about the account itself, whatever host); else a host's 401, which may
+    /// be that host's own (a local account, an account not allowed there).
+    by_kdc: bool,
 }
 
 impl From<WinrmError> for LogonFailure {
@@ -102,6 +105,7 @@ impl From<WinrmError> for LogonFailure {
         LogonFailure {
             error,
             credentials_refused: false,
+            by_kdc: false,
         }
     }
 }
@@ -371,8 +375,11 @@ impl Transport {
             }
             Err(failure) => {
                 self.reset_connection();
+                // Before the account is proven any refusal closes the gate; after, only the KDC's
+                // (a host's NTLM 401 may be about that host alone).
                 if failure.credentials_refused
                     && let Some(pass) = &pass
+                    && (failure.by_kdc || matches!(pass, Pass::Probe(_)))
                 {
                     pass.gate().refuse(Refusal {
                         host: self.authority.clone(),
@@ -521,6 +528,7 @@ impl Transport {
                                 ),
                             ),
                             credentials_refused: true,
+                            by_kdc: false,
                         });
                     }
                 },
@@ -639,6 +647,7 @@ impl Transport {
                     Failure::Auth(kerberos::explain_kdc_error(krb, &user, &spn, &realm)),
                 ),
                 credentials_refused: kerberos::refuses_credentials(krb.code),
+                by_kdc: true,
             };
         }
         self.error(
