@@ -63,7 +63,7 @@ async fn kerberos_peers_log_on_to_a_hardened_simulated_host() {
     );
     let config = EndpointConfig {
         http_port: 0,
-        https_port: None,
+        https_port: Some(0),
         ..EndpointConfig::default()
     };
     let ep = serve(vec![spec], config, handler).await.unwrap();
@@ -187,9 +187,44 @@ async fn kerberos_peers_log_on_to_a_hardened_simulated_host() {
     assert_eq!(s.mechanism(), Some(LogonMechanism::Kerberos));
     s.close().await.unwrap();
 
+    // Negotiate whose KDC cannot be reached falls back to NTLM, as Windows does; the hardened
+    // host refuses it, and the error says why Kerberos was not used.
+    let mut fallback = e.clone();
+    fallback.auth = AuthMethod::Negotiate;
+    fallback.kdc = Some("127.0.0.1:18929".into());
+    let err = Session::new(fallback)
+        .unwrap()
+        .run_ps("x", Duration::from_secs(30))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("the host refused the NTLM logon before any password was sent")
+            && text.contains(
+                "Kerberos was not used: the KDC 127.0.0.1:18929 could not be reached: connection refused"
+            ),
+        "{text}"
+    );
+
+    // Kerberos over HTTPS: the same logon, TLS instead of sealing.
+    let mut ca = tempfile::NamedTempFile::new().unwrap();
+    ca.write_all(ep.ca_pem().as_bytes()).unwrap();
+    let mut tls = e.clone();
+    tls.scheme = Scheme::Https;
+    tls.port = ep.host("peer-host").unwrap().https.unwrap().port();
+    tls.ca_file = Some(ca.path().to_path_buf());
+    let mut s = Session::new(tls).unwrap();
+    let o = s
+        .run_ps("over https\nexit 0", Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(o.stdout, "peer-host: over https\r\n");
+    assert_eq!(s.mechanism(), Some(LogonMechanism::Kerberos));
+    s.close().await.unwrap();
+
     let c = ep.counters("peer-host").unwrap();
     assert_eq!(c.ntlm_logons, 0, "{c:?}");
-    assert!(c.ntlm_refused >= 2, "pywinrm's and wsusfix's NTLM: {c:?}");
-    assert!(c.kerberos_logons >= 5, "{c:?}");
+    assert!(c.ntlm_refused >= 3, "pywinrm's and wsusfix's NTLM: {c:?}");
+    assert!(c.kerberos_logons >= 6, "{c:?}");
     ep.shutdown().await;
 }

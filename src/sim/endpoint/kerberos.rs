@@ -179,6 +179,10 @@ impl Keytab {
             });
             r.at = end;
         }
+        if r.at != bytes.len() {
+            // Fewer than four bytes left: a size field cut short.
+            return Err(KeytabError::Damaged(r.at));
+        }
         Ok(Keytab { entries })
     }
 
