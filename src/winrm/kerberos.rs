@@ -406,8 +406,9 @@ const KRB5_OID: [u8; 11] = [
 pub(crate) fn krb_error_in_token(token: &[u8]) -> Option<KrbError> {
     let (tag, body, _) = der(token)?;
     match tag {
-        0x7e => parse_krb_error(token),
-        // NegTokenResp: [1] SEQUENCE { [0] negState, [1] supportedMech, [2] responseToken, .. }
+        // NegTokenResp: [1] SEQUENCE { [0] negState, [1] supportedMech, [2] responseToken, .. }.
+        // One SPNEGO layer only: what it carries is a GSS token or a KRB-ERROR, never another
+        // NegTokenResp (a hostile host cannot make this recurse).
         0xa1 => {
             let (seq, mut fields, _) = der(body)?;
             if seq != 0x30 {
@@ -416,16 +417,22 @@ pub(crate) fn krb_error_in_token(token: &[u8]) -> Option<KrbError> {
             while let Some((t, content, rest)) = der(fields) {
                 if t == 0xa2 {
                     let (octets, inner, _) = der(content)?;
-                    return (octets == 0x04)
-                        .then(|| krb_error_in_token(inner))
-                        .flatten();
+                    return (octets == 0x04).then(|| bare_krb_error(inner)).flatten();
                 }
                 fields = rest;
             }
             None
         }
-        // InitialContextToken: [APPLICATION 0] { thisMech OID, innerToken } with the krb5
-        // token ID 03 00 (KRB_ERROR, RFC 1964 1.1) before the KRB-ERROR.
+        _ => bare_krb_error(token),
+    }
+}
+
+/// A GSS krb5 error token (InitialContextToken: [APPLICATION 0] { krb5 OID, token ID 03 00
+/// (KRB_ERROR, RFC 1964 1.1), KRB-ERROR }) or a bare KRB-ERROR.
+fn bare_krb_error(token: &[u8]) -> Option<KrbError> {
+    let (tag, body, _) = der(token)?;
+    match tag {
+        0x7e => parse_krb_error(token),
         0x60 => {
             let inner = body.strip_prefix(&KRB5_OID[..])?;
             let inner = inner.strip_prefix(&[0x03, 0x00][..])?;
@@ -617,6 +624,22 @@ mod tests {
         for junk in [&b""[..], b"\x7e\x05\x30", b"\xa1\x02\x30\x00", b"NTLMSSP\0"] {
             assert!(krb_error_in_token(junk).is_none());
         }
+        // NegTokenResps nested in each other are not followed.
+        let mut nested = token.clone();
+        for _ in 0..3 {
+            let mut octets = vec![0x04, nested.len() as u8];
+            octets.extend(&nested);
+            let mut field = vec![0xa2, octets.len() as u8];
+            field.extend(octets);
+            let mut seq = vec![0x30, field.len() as u8];
+            seq.extend(field);
+            nested = vec![0xa1, seq.len() as u8];
+            nested.extend(seq);
+            if nested.len() > 120 {
+                break;
+            }
+        }
+        assert!(krb_error_in_token(&nested).is_none());
     }
 
     #[test]
