@@ -269,7 +269,7 @@ impl Endpoint {
 
 impl Endpoint {
     fn validate_kerberos(&self, user: &str) -> Result<(), String> {
-        if super::kerberos::realm_of(user).is_none() {
+        if !super::kerberos::is_upn(user) {
             let hint = match user.split_once('\\') {
                 Some((domain, account)) if !domain.is_empty() && domain != "." => format!(
                     "write it as {account}@REALM with the domain's DNS name in capitals, e.g. \

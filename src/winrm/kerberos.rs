@@ -131,14 +131,22 @@ impl KdcAddr {
     }
 }
 
+/// Whether a user name is a user principal name, `user@suffix` (pure: no file is read).
+pub(crate) fn is_upn(username: &str) -> bool {
+    username
+        .trim()
+        .rsplit_once('@')
+        .is_some_and(|(user, suffix)| {
+            !user.is_empty() && !suffix.is_empty() && !user.contains('\\')
+        })
+}
+
 /// The realm of a user principal name, as sspi computes it for the AS-REQ: the UPN suffix mapped
 /// through `KRB5_CONFIG`'s `[domain_realm]`, else in capitals. `None` for other name forms.
+/// Reads `KRB5_CONFIG`.
 pub(crate) fn realm_of(username: &str) -> Option<String> {
-    let (user, suffix) = username.trim().rsplit_once('@')?;
-    if user.is_empty() || suffix.is_empty() || user.contains('\\') {
-        return None;
-    }
-    Some(sspi::kerberos::client::principal::get_client_principal_realm(username.trim(), ""))
+    is_upn(username)
+        .then(|| sspi::kerberos::client::principal::get_client_principal_realm(username.trim(), ""))
 }
 
 /// The KDC of `realm` that `KRB5_CONFIG` (or `/etc/krb5.conf`) names, through sspi's own lookup
@@ -673,6 +681,7 @@ mod tests {
         assert_eq!(realm_of("LAB\\wsusfix"), None);
         assert_eq!(realm_of("wsusfix"), None);
         assert_eq!(realm_of("@lab.test"), None);
+        assert!(is_upn("a@b") && !is_upn("a@") && !is_upn("D\\a@b") && !is_upn("a"));
     }
 
     #[test]
