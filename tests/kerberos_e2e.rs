@@ -182,3 +182,44 @@ fn a_host_whose_clock_is_off_from_the_kdcs_refuses_the_ticket_and_says_why() {
     );
     assert!(realm.log_count("TGS_REQ") >= 1, "{}", realm.log());
 }
+
+#[test]
+fn an_unknown_spn_and_a_kdc_that_is_down_name_their_cause_and_never_fall_back_to_ntlm() {
+    // The realm has no service principal for wsus-hq.lab.test.
+    let subnet = 94;
+    let realm = Realm::start(&format!("127.{subnet}.0.1:18888"), &HOSTS[1..], None);
+    let keytab = realm.keytab.display().to_string();
+    let lab = Lab::start_with(
+        "lab-kerberos.yaml",
+        subnet,
+        Some(HARDENED),
+        &["--keytab", &keytab],
+    );
+    let d = lab
+        .wsusfix("exec", &["--host", "wsus-hq", "--", "Get-Date"])
+        .run()
+        .code(2);
+    assert!(
+        d.stdout.contains(
+            "the KDC of LAB.TEST knows no service principal HTTP/wsus-hq.lab.test (KDC_ERR_S_PRINCIPAL_UNKNOWN (7)"
+        ),
+        "{}",
+        d.stdout
+    );
+    assert!(!d.stdout.contains("NTLM"), "{}", d.stdout);
+
+    // The KDC goes down.
+    drop(realm);
+    let d = lab
+        .wsusfix("exec", &["--host", "wsus-eu", "--", "Get-Date"])
+        .run()
+        .code(2);
+    assert!(
+        d.stdout.contains(&format!(
+            "cannot reach the KDC 127.{subnet}.0.1:18888 of the realm LAB.TEST: connection refused"
+        )),
+        "{}",
+        d.stdout
+    );
+    assert!(!d.stdout.contains("NTLM"), "{}", d.stdout);
+}
