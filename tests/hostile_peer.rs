@@ -287,7 +287,7 @@ fn every_attack_on_exec_is_an_error_of_that_host_alone() {
     m.check_bounds(2);
     for healthy in ["wsus-hq", "wsus-eu", "wsus-us", "wsus-eu-paris"] {
         assert!(
-            m.stdout.contains(&format!("== {healthy} (exit 0)")),
+            m.stdout.contains(&format!("== {healthy} (exit 0, ntlm)")),
             "{}",
             m.stdout
         );

@@ -30,7 +30,7 @@ fn a_lab_apply_under_wsusfix_log_trace_prints_no_ntlm_message_and_no_plaintext_s
     // The log is there: every HTTP exchange and logon of the run. (Uncapped, sspi alone would
     // add its tokens and every sealed message, in hex, at debug and trace.)
     assert!(
-        log.contains(" DEBUG wsusfix::winrm::transport: authenticated"),
+        log.contains(" INFO wsusfix::winrm::transport: logged on"),
         "{log}"
     );
     assert!(
@@ -113,7 +113,7 @@ fn protocol_dumps_need_the_flag_and_a_terminal() {
         "{piped}"
     );
     assert!(!piped.contains("Envelope xmlns"), "{piped}");
-    assert!(piped.contains("== wsus-hq (exit 0)"), "{piped}");
+    assert!(piped.contains("== wsus-hq (exit 0, ntlm)"), "{piped}");
     let shown = run(true);
     assert!(
         shown.contains(

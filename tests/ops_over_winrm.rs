@@ -40,6 +40,7 @@ async fn fleet(subnet: u8, scenario: &str) -> Fleet {
         http_port: 5985,
         https_port: Some(5986),
         state_file: None,
+        keytab: None,
     };
     Fleet::start(
         &inventory(subnet),

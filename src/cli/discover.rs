@@ -26,8 +26,10 @@ pub enum SchemeArg {
 /// WinRM authentication.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum AuthArg {
-    /// SPNEGO (NTLM inside).
+    /// SPNEGO: Kerberos with a user@REALM account whose realm has a KDC, else NTLM.
     Negotiate,
+    /// Kerberos only (with a user@REALM account; see --kdc).
+    Kerberos,
     /// Raw NTLMSSP.
     Ntlm,
     /// Basic (HTTPS only).
@@ -71,6 +73,10 @@ pub struct DiscoverArgs {
     /// the others are listed as found but not contacted.
     #[arg(long, value_name = "SUFFIX|CIDR")]
     pub allow: Vec<String>,
+    /// The KDC of the account's realm, HOST or HOST:PORT (written into the inventory); without
+    /// it, the realm's entry in KRB5_CONFIG.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub kdc: Option<String>,
 }
 
 /// Servers read at once.
@@ -136,6 +142,7 @@ pub fn run(a: &DiscoverArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     };
     let auth = match a.auth {
         AuthArg::Negotiate => AuthKind::Negotiate,
+        AuthArg::Kerberos => AuthKind::Kerberos,
         AuthArg::Ntlm => AuthKind::Ntlm,
         AuthArg::Basic => AuthKind::Basic,
     };
@@ -176,6 +183,25 @@ pub fn run(a: &DiscoverArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         let _ = writeln!(err, "error: --username is empty");
         return exit::INVALID;
     }
+    if auth == AuthKind::Kerberos && inventory::upn_realm(&a.username).is_none() {
+        let _ = writeln!(
+            err,
+            "error: --auth kerberos needs the user principal name (user@REALM), not {:?}\n  = help: a down-level DOMAIN\\user name does not say the realm; write e.g. wsusfix@CORP.EXAMPLE",
+            a.username
+        );
+        return exit::INVALID;
+    }
+    if let Some(kdc) = &a.kdc
+        && let Err(m) = inventory::check_kdc(kdc)
+    {
+        let _ = writeln!(err, "error: --kdc: {m}");
+        return exit::INVALID;
+    }
+    let kdc = a
+        .kdc
+        .clone()
+        .filter(|_| matches!(auth, AuthKind::Kerberos | AuthKind::Negotiate))
+        .filter(|_| inventory::upn_realm(&a.username).is_some());
     if let Err((msg, _)) = inventory::check_address(&a.root) {
         let _ = writeln!(err, "error: --root: {msg}");
         return exit::INVALID;
@@ -228,6 +254,8 @@ pub fn run(a: &DiscoverArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             insecure_skip_tls_verify: false,
             operation_timeout: 20,
             max_output_mb: inventory::DEFAULT_MAX_OUTPUT_MB,
+            spn_service: None,
+            kdc: kdc.clone(),
         },
         credentials: Credentials {
             username: a.username.clone(),
@@ -255,6 +283,7 @@ pub fn run(a: &DiscoverArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         port,
         auth,
         ca_file,
+        kdc,
         hosts_file: hosts.as_ref().map(|(_, name)| name.clone()),
         servers: found.servers,
         not_contacted: found.not_contacted,

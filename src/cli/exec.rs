@@ -85,8 +85,9 @@ pub fn run(a: &ExecArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
                     .run_ps(&script, deadline)
                     .await
                     .map_err(|e| e.to_string());
+                let mechanism = session.mechanism();
                 WinrmConnector::close(&mut session).await;
-                r
+                r.map(|o| (o, mechanism))
             }));
         }
         let mut results = Vec::new();
@@ -99,8 +100,9 @@ pub fn run(a: &ExecArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     for (name, r) in names.iter().zip(results) {
         // What the hosts print is theirs: shown with control characters escaped, long lines cut.
         match r {
-            Ok(o) => {
-                let _ = writeln!(out, "== {name} (exit {})", o.exit_code);
+            Ok((o, mechanism)) => {
+                let via = mechanism.map(|m| format!(", {m}")).unwrap_or_default();
+                let _ = writeln!(out, "== {name} (exit {}{via})", o.exit_code);
                 if !o.stdout.is_empty() {
                     let stdout = terminal::server_text(&o.stdout);
                     let _ = write!(out, "{stdout}");

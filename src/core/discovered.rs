@@ -86,6 +86,8 @@ pub struct Discovery {
     pub auth: AuthKind,
     /// A PEM file of CA certificates to trust for HTTPS (absolute).
     pub ca_file: Option<String>,
+    /// The KDC of the account's realm (`HOST:PORT`), for Kerberos.
+    pub kdc: Option<String>,
     /// The `--hosts` file, as given.
     pub hosts_file: Option<String>,
     /// The servers, root first.
@@ -127,11 +129,7 @@ fn scheme_name(s: Scheme) -> &'static str {
 }
 
 fn auth_name(a: AuthKind) -> &'static str {
-    match a {
-        AuthKind::Negotiate => "negotiate",
-        AuthKind::Ntlm => "ntlm",
-        AuthKind::Basic => "basic",
-    }
+    a.as_str()
 }
 
 fn site_text(s: WsusSite) -> String {
@@ -315,6 +313,9 @@ pub fn render(d: &Discovery) -> String {
             .map(|f| format!(", ca_file: {}", quoted(f)))
             .unwrap_or_default()
     );
+    if let Some(kdc) = &d.kdc {
+        let _ = writeln!(out, "  kerberos: {{ kdc: {} }}", quoted(kdc));
+    }
     match site {
         Some(site) => {
             let _ = writeln!(
@@ -400,6 +401,20 @@ fn write_server(out: &mut String, s: &FoundServer, site: Option<WsusSite>, d: &D
         }
     };
     let _ = writeln!(out, "    address: {}  # {address_note}", s.address);
+    // Kerberos names the service by the host's DNS name: the name WSUS reported.
+    let kerberos = d.auth == AuthKind::Kerberos || d.kdc.is_some();
+    if kerberos
+        && s.address != s.name
+        && s.address.parse::<std::net::IpAddr>().is_ok()
+        && s.name.parse::<std::net::IpAddr>().is_err()
+        && crate::core::inventory::check_address(&s.name).is_ok()
+    {
+        let _ = writeln!(
+            out,
+            "    host: {}  # its service principal: HTTP/{}",
+            s.name, s.name
+        );
+    }
     match (s.version, &s.version_string) {
         (Some(v), Some(vs)) => {
             let _ = writeln!(out, "    version: {}  # {}", v.as_str(), one_line(vs));
@@ -468,6 +483,7 @@ mod tests {
             port: 5985,
             auth: AuthKind::Negotiate,
             ca_file: None,
+            kdc: None,
             hosts_file: Some("sim-hosts".into()),
             servers,
             not_contacted: Vec::new(),

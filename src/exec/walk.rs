@@ -557,6 +557,8 @@ impl<C: Connector> Probe for WinrmProbe<C> {
         let target = Target {
             name: name.to_string(),
             address: address.to_string(),
+            // The name WSUS reports is the host's DNS name: the one in its service principal.
+            spn_host: (name.parse::<IpAddr>().is_err()).then(|| name.to_ascii_lowercase()),
             winrm: self.winrm.clone(),
             credentials: self.credentials.clone(),
         };

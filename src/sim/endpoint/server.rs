@@ -79,8 +79,15 @@ pub struct HostCounters {
     pub connections: u64,
     /// HTTP requests received.
     pub requests: u64,
-    /// Logons refused (wrong user or password, NTLMv1, Basic over HTTP, the reject fault).
+    /// Logons refused (wrong user or password, NTLMv1, Basic over HTTP, the reject fault, a
+    /// refused Kerberos ticket, NTLM on a host that allows no NTLM).
     pub auth_failures: u64,
+    /// NTLM logons that succeeded.
+    pub ntlm_logons: u64,
+    /// Kerberos logons that succeeded.
+    pub kerberos_logons: u64,
+    /// NTLM logons refused because the host allows no NTLM (`ntlm: false`).
+    pub ntlm_refused: u64,
     pub shells_created: u64,
     pub shells_deleted: u64,
     /// Shells open now.
@@ -140,6 +147,9 @@ impl RunningEndpoint {
             connections: get(&c.connections),
             requests: get(&c.requests),
             auth_failures: get(&c.auth_failures),
+            ntlm_logons: get(&c.ntlm_logons),
+            kerberos_logons: get(&c.kerberos_logons),
+            ntlm_refused: get(&c.ntlm_refused),
             shells_created: get(&c.shells_created),
             shells_deleted: get(&c.shells_deleted),
             shells_open: rt.shells.open() as u64,
@@ -148,6 +158,21 @@ impl RunningEndpoint {
             injected_errors: get(&c.injected_errors),
             connections_refused: get(&c.connections_refused),
         })
+    }
+
+    /// How one host takes logons, for banners: `kerberos HTTP/h@R, no NTLM`, `NTLM`, ...
+    pub fn logons(&self, name: &str) -> Option<String> {
+        let spec = &self.runtimes.get(name)?.spec;
+        let mut parts = Vec::new();
+        if let Some(keys) = &spec.kerberos {
+            parts.push(format!("kerberos {}", keys.principals().join(" ")));
+        }
+        parts.push(if spec.ntlm {
+            "NTLM".into()
+        } else {
+            "no NTLM".into()
+        });
+        Some(parts.join(", "))
     }
 
     /// One host's fault switches (the same `Arc` its [`HostSpec`] carried).

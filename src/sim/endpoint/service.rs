@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use crate::util::prng::Prng;
 
-use super::auth::{self, Handshake, Outcome, Session};
+use super::auth::{self, Handshake, Outcome, Policy, Protocol, Session};
 use super::framing;
 use super::host::{EndpointConfig, HostSpec, ScriptHost};
 use super::shell::{self, Counters, Received, Shells};
@@ -95,6 +95,8 @@ fn reply(status: StatusCode, content_type: Option<&str>, body: Vec<u8>) -> Reply
 enum Stop {
     /// 401 with the listener's challenge headers.
     Unauthorized(&'static str),
+    /// 401 with this `Negotiate` token: a refused Kerberos ticket's KRB-ERROR, as Windows sends.
+    Rejected(Vec<u8>),
     /// A bare status (404, 405, 413, 500).
     Status(StatusCode, bool),
 }
@@ -130,6 +132,9 @@ impl Connection {
             Stop::Unauthorized(why) => {
                 tracing::debug!(host = %self.host.spec.name, why, "401");
                 self.challenge()
+            }
+            Stop::Rejected(token) => {
+                with_token(reply(StatusCode::UNAUTHORIZED, None, Vec::new()), &token)
             }
             Stop::Status(status, close) => {
                 let mut r = reply(status, None, Vec::new());
@@ -324,7 +329,23 @@ impl Connection {
             return Err(self.refuse_logon("Negotiate token is not base64"));
         };
         let outcome = if auth::is_initial(&token) {
-            Handshake::begin(&token, &host.spec.name, &host.spec.accounts)
+            let policy = Policy {
+                host: &host.spec.name,
+                accounts: &host.spec.accounts,
+                ntlm: host.spec.ntlm,
+                kerberos: host.spec.kerberos.as_deref(),
+            };
+            if host.spec.faults.rejects_credentials()
+                && super::kerberos::offer(&token) != super::kerberos::Offer::Ntlm
+            {
+                // A Kerberos logon proves the password at the KDC; "rejected credentials" on
+                // this host means its account is refused here.
+                return Err(self.refuse_logon("credentials rejected (fault)"));
+            }
+            if !host.spec.ntlm && super::kerberos::offer(&token) == super::kerberos::Offer::Ntlm {
+                Counters::bump(&host.counters.ntlm_refused);
+            }
+            Handshake::begin(&token, policy)
         } else {
             match std::mem::replace(&mut self.logon, Logon::None) {
                 Logon::Pending(handshake) => {
@@ -359,11 +380,21 @@ impl Connection {
                 Ok(Leg::Challenge(token))
             }
             Outcome::Established(session, token) => {
-                tracing::debug!(host = %host.spec.name, account = %session.account, "logged on");
+                tracing::debug!(host = %host.spec.name, account = %session.account, protocol = ?session.protocol, "logged on");
+                Counters::bump(match session.protocol {
+                    Protocol::Ntlm => &host.counters.ntlm_logons,
+                    Protocol::Kerberos => &host.counters.kerberos_logons,
+                });
                 self.logon = Logon::Established(session);
                 Ok(Leg::LoggedOn(token))
             }
-            Outcome::Refused(why) => Err(self.refuse_logon(&why)),
+            Outcome::Refused { why, token } => {
+                let stop = self.refuse_logon(&why);
+                Err(match token {
+                    Some(t) => Stop::Rejected(t),
+                    None => stop,
+                })
+            }
         }
     }
 
