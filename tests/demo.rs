@@ -18,7 +18,7 @@ fn the_demo_repairs_the_lab_and_exits_0() {
     ])
     .run()
     .code(0)
-    .stdout_has("KB 954960 symptom present")
+    .stdout_has("KB 954960 confirmed: the last detection failed")
     .stdout_has("Summary: 6 servers")
     .stdout_has("Result: 6 done; every restore done (exit 0")
     .stdout_has("replicas back in replica mode:     3/3");
@@ -57,4 +57,41 @@ fn the_crash_demo_kills_mid_hold_and_resumes() {
     .stdout_has("held autonomous: no handler ran")
     .stdout_has("restore-pending")
     .stdout_has("Result: 6 done; every restore done (exit 0");
+}
+
+#[test]
+fn the_kerberos_demo_repairs_the_lab_with_kerberos_only() {
+    common::install_kerberos();
+    let dir = tempfile::tempdir().unwrap();
+    let d = Run::new([
+        "demo",
+        "--kerberos",
+        "--subnet",
+        "38",
+        "--dir",
+        dir.path().to_str().unwrap(),
+    ])
+    .run()
+    .code(0)
+    .stdout_has("Kerberos with message encryption, tickets from an MIT KDC on 127.38.0.1:18888")
+    .stdout_has("every host refuses NTLM")
+    .stdout_has("Result: 6 done; every restore done (exit 0");
+    assert!(
+        d.stdout.contains("Logons by protocol: 12 kerberos"),
+        "{}",
+        d.stdout
+    );
+    // The realm is gone with the demo: nothing listens on its KDC address any more.
+    assert!(std::net::TcpStream::connect("127.38.0.1:18888").is_err());
+}
+
+#[test]
+fn the_kerberos_demo_says_why_it_cannot_run_without_a_kdc() {
+    // Debian installs the KDC's programs in /usr/sbin: without it on PATH they are missing.
+    Run::new(["demo", "--kerberos", "--subnet", "39"])
+        .env("PATH", "/usr/bin:/bin")
+        .run()
+        .code(1)
+        .stderr_has("demo --kerberos needs MIT Kerberos to play the domain controller, and krb5kdc, kdb5_util, kadmin.local are not installed")
+        .stderr_has("apt-get install krb5-kdc krb5-admin-server");
 }

@@ -76,8 +76,9 @@ fn symptom_on_both_sides_json() {
 #[test]
 fn json_has_the_documented_shape() {
     let doc = json(&both_sides(Some("json")));
-    assert_eq!(doc["format_version"], 1);
+    assert_eq!(doc["format_version"], 2);
     assert_eq!(doc["symptom"], true);
+    assert_eq!(doc["grade"], "confirmed");
     let files = doc["files"].as_array().unwrap();
     assert_eq!(files.len(), 3);
     for file in files {
@@ -86,6 +87,9 @@ fn json_has_the_documented_shape() {
             ["windowsupdate", "softwaredistribution"].contains(&file["kind"].as_str().unwrap())
         );
         assert_eq!(file["symptom"], true);
+        assert_eq!(file["grade"], "confirmed");
+        assert_eq!(file["reading"], "strict");
+        assert_eq!(file["lenient_lines"], serde_json::json!([]));
         assert!(!file["fault_ids"].as_array().unwrap().is_empty());
         let evidence = file["evidence"].as_array().unwrap();
         assert!(!evidence.is_empty());
@@ -197,11 +201,10 @@ fn unreadable_inputs_are_named_and_the_rest_still_reported() {
 fn an_unreadable_input_outranks_the_symptom() {
     let run = diagnose(&[&fixture("client-kb954960.log"), &fixture("missing.log")]);
     assert_eq!(run.code, exit::INVALID);
-    assert!(run.out.contains("KB 954960 symptom present"));
-    assert!(
-        run.out
-            .ends_with("KB 954960 symptom found in 1 of 1 file; 1 file could not be read.\n")
-    );
+    assert!(run.out.contains("KB 954960 confirmed: "));
+    assert!(run.out.ends_with(
+        "KB 954960 symptom found in 1 of 1 file (confirmed in 1); 1 file could not be read.\n"
+    ));
     assert!(
         run.err
             .starts_with("error: tests/fixtures/logs/missing.log: cannot read: ")
@@ -249,8 +252,15 @@ fn every_unreadable_input_exits_3_naming_the_file() {
         (fixture("empty.log"), "empty file"),
         (fixture("binary.bin"), "binary data, not a text log"),
         (
-            fixture("article-placeholders.txt"),
-            "not a WindowsUpdate.log or SoftwareDistribution.log",
+            write(
+                "prose.txt",
+                b"Some computers do not receive updates from the WSUS server.\r\nDate Time PID TID Component Text\r\n",
+            ),
+            "not a WindowsUpdate.log or SoftwareDistribution.log: no line reads as a record",
+        ),
+        (
+            "tests/fixtures/logs/real/28-refuse-cbs.log".to_string(),
+            "not a WindowsUpdate.log or SoftwareDistribution.log: its lines are the records of another log",
         ),
         (
             write("plain.log.gz", &client),

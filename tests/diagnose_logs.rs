@@ -22,7 +22,7 @@ fn kinds_of_the_fixtures() {
             Some(LogKind::SoftwareDistribution),
         ),
         ("windows10-etw.log", Some(LogKind::WindowsUpdateEtw)),
-        ("article-placeholders.txt", None),
+        ("article-placeholders.txt", Some(LogKind::WindowsUpdate)),
         ("empty.log", None),
     ] {
         assert_eq!(kind::detect(&read(name)), expected, "{name}");
@@ -69,8 +69,8 @@ fn space_separated_copy_with_wrapped_lines() {
         .map(|r| (r.line, r.continuation.iter().map(|l| l.number).collect()))
         .collect();
     assert_eq!(wrapped, vec![(7, vec![8]), (9, vec![10])]);
-    assert_eq!(records[0].pid, 788);
-    assert_eq!(records[0].tid, 0xee4);
+    assert_eq!(records[0].pid, Some(788));
+    assert_eq!(records[0].tid, Some(0xee4));
     assert_eq!(records[0].utc_offset, None, "no Logging initialized record");
     assert_eq!(
         records[6].full_text(),

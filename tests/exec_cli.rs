@@ -27,11 +27,16 @@ fn exec_runs_a_snippet_on_each_host() {
         .run()
         .code(0);
     assert!(
-        d.stdout.contains("== wsus-hq (exit 0)\nwsusfix:child="),
+        d.stdout
+            .contains("== wsus-hq (exit 0, ntlm)\nwsusfix:child="),
         "{}",
         d.stdout
     );
-    assert!(d.stdout.contains("== wsus-eu (exit 0)"), "{}", d.stdout);
+    assert!(
+        d.stdout.contains("== wsus-eu (exit 0, ntlm)"),
+        "{}",
+        d.stdout
+    );
     assert!(
         d.stdout.ends_with("2 hosts: 2 ok, 0 failed\n"),
         "{}",
@@ -44,7 +49,7 @@ fn exec_runs_a_snippet_on_each_host() {
         .run()
         .code(2);
     assert!(
-        d.stdout.contains("== pc-hq-1 (exit 1)\n-- stderr\n"),
+        d.stdout.contains("== pc-hq-1 (exit 1, ntlm)\n-- stderr\n"),
         "{}",
         d.stdout
     );
@@ -68,4 +73,27 @@ fn exec_runs_a_snippet_on_each_host() {
         .run()
         .code(3)
         .stderr_has("did you mean `wsus-hq`?");
+}
+
+#[test]
+fn a_wrong_ntlm_password_costs_one_logon_not_one_per_host() {
+    let lab = Lab::start("lab.yaml", 86, None);
+    let d = lab
+        .wsusfix(
+            "exec",
+            &["--host", "all", "--", "# wsusfix-op: child_servers {}"],
+        )
+        .env("WSUSFIX_PASSWORD", "Wrong-Passw0rd!")
+        .run()
+        .code(2);
+    let refused = d
+        .stdout
+        .matches(":5985: the server rejected the credentials (HTTP 401)")
+        .count();
+    let not_tried = d
+        .stdout
+        .matches("not tried: the credentials of LAB\\wsusfix were refused by 127.86.1.")
+        .count();
+    assert_eq!((refused, not_tried), (1, 5), "{}", d.stdout);
+    assert!(d.stdout.contains("6 hosts: 0 ok, 6 failed"), "{}", d.stdout);
 }

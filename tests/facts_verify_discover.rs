@@ -549,6 +549,70 @@ fn discover_keeps_a_child_it_cannot_reach_with_a_comment() {
     assert!(found.get("wsus-us-dallas").is_some());
 }
 
+/// A child outside the allow-list is named, not logged on to, and not written as a server: here
+/// the hosts file lists the root and one branch, and nothing is allowed by --allow.
+#[test]
+fn discover_logs_on_only_inside_the_allow_list() {
+    let lab = Lab::start(
+        "lab.yaml",
+        201,
+        Some("seed: 1\ndefaults: { broken: false }\n"),
+    );
+    let all = std::fs::read_to_string(lab.dir.path().join("sim-hosts")).unwrap();
+    let partial: String = all
+        .lines()
+        .filter(|l| l.ends_with(" wsus-hq") || l.ends_with(" wsus-us"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let hosts = lab.dir.path().join("partial-hosts");
+    std::fs::write(&hosts, partial).unwrap();
+    let out = lab.dir.path().join("found.yaml");
+    let done = wsusfix(&[
+        "discover",
+        "--root",
+        "wsus-hq",
+        "--hosts",
+        &hosts.display().to_string(),
+        "--username",
+        "LAB\\wsusfix",
+        "--out",
+        &out.display().to_string(),
+    ])
+    .run()
+    .code(2)
+    .stderr_has("discovered 2 servers from wsus-hq")
+    .stderr_has("2 servers found but not contacted (outside the allow-list; see the comments):")
+    .stderr_has("  wsus-eu (listed by wsus-hq): outside the allow-list")
+    .stderr_has("  wsus-us-dallas (listed by wsus-us): outside the allow-list");
+    assert!(done.stderr.contains("--allow SUFFIX"), "{}", done.stderr);
+    let found = load(&out);
+    let names: Vec<&str> = found.servers().iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["wsus-hq", "wsus-us"]);
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        text.contains(
+            "# - not contacted: 2 servers listed as downstream are outside the allow-list"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("#     wsus-eu (replica of wsus-hq, 3.0 RTM): outside the allow-list"),
+        "{text}"
+    );
+    wsusfix(&[
+        "discover",
+        "--root",
+        "wsus-hq",
+        "--username",
+        "u",
+        "--allow",
+        "10.0.0.0/33",
+    ])
+    .run()
+    .code(3)
+    .stderr_has("error: --allow `10.0.0.0/33`: the prefix length must be 0 to 32");
+}
+
 #[test]
 fn discover_refuses_bad_input_and_an_unreachable_root() {
     let dir = tempfile::tempdir().unwrap();

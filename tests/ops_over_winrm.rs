@@ -40,6 +40,7 @@ async fn fleet(subnet: u8, scenario: &str) -> Fleet {
         http_port: 5985,
         https_port: Some(5986),
         state_file: None,
+        keytab: None,
     };
     Fleet::start(
         &inventory(subnet),
@@ -252,4 +253,26 @@ async fn transport_failures_are_typed_and_retried_only_where_safe() {
     .unwrap();
     assert_eq!(facts.version_string, "3.0.6000.273");
     f.shutdown().await;
+}
+
+/// A host with Extended Protection (CbtHardeningLevel=Strict) takes the client's NTLM logon over
+/// HTTPS: it carries the tls-server-end-point binding of the host's certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ntlm_over_https_is_accepted_by_a_host_with_extended_protection() {
+    let f = fleet(
+        212,
+        "seed: 3\ntransport:\n  hq: { extended_protection: true }\n",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    for auth in [AuthMethod::Ntlm, AuthMethod::Negotiate] {
+        let mut hq =
+            WsusOps::new(Session::new(endpoint(&f, "hq", Scheme::Https, auth, &dir)).unwrap());
+        let facts = hq
+            .facts(UPDATE, None, &[] as &[&str])
+            .await
+            .unwrap_or_else(|e| panic!("{auth:?}: {e}"));
+        assert_eq!(facts.version_string, "3.1.6001.65");
+    }
+    assert_eq!(f.endpoint().counters("hq").unwrap().auth_failures, 0);
 }

@@ -1648,3 +1648,104 @@ async fn a_host_listed_twice_or_an_address_in_use_is_an_error() {
     assert!(err.to_string().contains("cannot listen"), "{err}");
     first.shutdown().await;
 }
+
+/// Like HTTP.sys, the listener closes a connection that does not finish its headers in time (a
+/// slow-loris client), and idles past the same limit between requests.
+#[tokio::test]
+async fn a_client_that_sends_headers_too_slowly_is_dropped() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ep = serve(
+        vec![host("wsus-slow", 60)],
+        EndpointConfig {
+            header_read_timeout: Duration::from_millis(300),
+            ..config()
+        },
+        stub_host(),
+    )
+    .await
+    .unwrap();
+    let addr = ep.host("wsus-slow").unwrap().http;
+    for partial in [&b"POST /wsman HTTP/1.1\r\nHost: x\r\n"[..], b""] {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(partial).await.unwrap();
+        let started = Instant::now();
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut buf)).await;
+        assert!(read.is_ok(), "the connection was left open");
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(250), "{waited:?}");
+        assert!(waited < Duration::from_secs(3), "{waited:?}");
+    }
+    ep.shutdown().await;
+}
+
+/// Past MaxConnections, one more connection is answered 503 and closed; a freed slot is used
+/// again.
+#[tokio::test]
+async fn connections_past_the_cap_are_refused_with_503() {
+    use tokio::io::AsyncReadExt;
+    let ep = serve(
+        vec![host("wsus-busy", 61)],
+        EndpointConfig {
+            max_connections: 2,
+            ..config()
+        },
+        stub_host(),
+    )
+    .await
+    .unwrap();
+    let first = http_logon(&ep, "wsus-busy").await;
+    let second = http_logon(&ep, "wsus-busy").await;
+    let addr = ep.host("wsus-busy").unwrap().http;
+    let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf);
+    assert!(
+        text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{text}"
+    );
+    assert_eq!(ep.counters("wsus-busy").unwrap().connections_refused, 1);
+    drop(first);
+    // The slot comes back once the server has seen the close.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let conn = http::Conn::plain(addr).await.unwrap();
+        match logon(conn, USER, PASSWORD, false).await {
+            Ok(_) => break,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(r) => panic!("no slot came back: {}", r.status),
+        }
+    }
+    drop(second);
+    ep.shutdown().await;
+}
+
+/// Extended Protection (CbtHardeningLevel=Strict): over HTTPS an NTLM logon without the channel
+/// binding of the listener's certificate is refused; over HTTP nothing changes. (This client
+/// sends no binding; the project's client does, see tests/ops_over_winrm.rs.)
+#[tokio::test]
+async fn extended_protection_refuses_an_unbound_ntlm_logon_over_https() {
+    let ep = start("wsus-epa", 62).await;
+    ep.faults("wsus-epa").unwrap().set_extended_protection(true);
+    let addrs = ep.host("wsus-epa").unwrap().clone();
+    for spnego in [false, true] {
+        let conn = http::Conn::tls(addrs.https.unwrap(), ep.ca_pem())
+            .await
+            .unwrap();
+        let refused = logon(conn, USER, PASSWORD, spnego)
+            .await
+            .err()
+            .map(|r| r.status);
+        assert_eq!(refused, Some(401), "spnego {spnego}");
+    }
+    let mut s = http_logon(&ep, "wsus-epa").await;
+    assert_eq!(s.soap(&create().xml).await.status, 200);
+    assert_eq!(ep.counters("wsus-epa").unwrap().auth_failures, 2);
+    ep.shutdown().await;
+}

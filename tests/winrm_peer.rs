@@ -32,6 +32,7 @@ fn repo() -> PathBuf {
 struct PeerOptions {
     tls: bool,
     max_envelope_kb: Option<u32>,
+    require_cbt: bool,
 }
 
 /// A running peer server; killed when dropped.
@@ -74,6 +75,9 @@ impl Peer {
         });
         if let Some(kb) = options.max_envelope_kb {
             command.arg("--max-envelope-kb").arg(kb.to_string());
+        }
+        if options.require_cbt {
+            command.arg("--require-cbt");
         }
         let mut child = command.spawn().expect("start the peer server");
         let mut line = String::new();
@@ -563,6 +567,56 @@ async fn ntlm_over_https_without_sealing() {
     assert_eq!(session.stats().authentications, 1);
 }
 
+/// Extended Protection (CbtHardeningLevel=Strict): the peer's pyspnego acceptor checks the
+/// tls-server-end-point binding of its certificate. pywinrm without its binding is refused (the
+/// peer really checks); wsusfix, raw NTLM and SPNEGO, is let in.
+#[tokio::test]
+async fn ntlm_over_https_carries_the_channel_binding_extended_protection_demands() {
+    let peer = Peer::start(PeerOptions {
+        tls: true,
+        require_cbt: true,
+        ..Default::default()
+    });
+    let ca = peer.tls.as_ref().unwrap().ca.clone();
+    let pywinrm = |send_cbt: bool| {
+        let script = format!(
+            "import sys, winrm\n\
+             s = winrm.Session('https://127.0.0.1:{}/wsman', auth=(sys.argv[1], sys.argv[2]), \
+             transport='ntlm', server_cert_validation='ignore', send_cbt={})\n\
+             try:\n    print(s.run_ps('Write-Output 1').status_code)\n\
+             except winrm.exceptions.InvalidCredentialsError:\n    print('refused')\n",
+            peer.port,
+            if send_cbt { "True" } else { "False" }
+        );
+        let out = Command::new(peer_python())
+            .arg("-c")
+            .arg(script)
+            .arg(USER)
+            .arg(PASSWORD)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(pywinrm(false), "refused", "the peer enforces the binding");
+    assert_eq!(pywinrm(true), "0", "and accepts pywinrm's");
+    for auth in [AuthMethod::Ntlm, AuthMethod::Negotiate] {
+        let mut endpoint = peer.endpoint(auth);
+        endpoint.ca_file = Some(ca.clone());
+        let mut session = Session::new(endpoint).unwrap();
+        let out = session
+            .run_ps("Write-Output 'bound'", DEADLINE)
+            .await
+            .unwrap_or_else(|e| panic!("{auth:?}: {e}"));
+        assert_eq!(out.stdout, "bound\r\n");
+        session.close().await.unwrap();
+    }
+}
+
 /// pywinrm, the reference client, against the same peer: if this passes and a test above fails,
 /// the bug is in wsusfix.
 #[test]
@@ -584,4 +638,63 @@ fn the_peer_agrees_with_pywinrm() {
     assert_eq!(result["status"], 6);
     assert_eq!(result["stdout"], "from pywinrm\r\n");
     assert_eq!(result["stderr"], "oops");
+}
+
+/// `ca_file` is that CA and no other: with the peer's CA among "the system's roots"
+/// (`SSL_CERT_FILE`, which the platform verifier reads) and another CA in `ca_file`, the peer is
+/// refused, unless `ca_mode: add` keeps the system's roots as well.
+#[test]
+fn ca_file_replaces_the_system_roots_unless_ca_mode_adds_to_them() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let peer = Peer::start(PeerOptions {
+        tls: true,
+        ..Default::default()
+    });
+    let peer_ca = peer.tls.as_ref().unwrap().ca.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let mut other = CertificateParams::new(Vec::<String>::new()).unwrap();
+    other.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    other
+        .distinguished_name
+        .push(DnType::CommonName, "another CA");
+    let other = other.self_signed(&KeyPair::generate().unwrap()).unwrap();
+    std::fs::write(dir.path().join("other-ca.pem"), other.pem()).unwrap();
+    std::fs::copy(&peer_ca, dir.path().join("peer-ca.pem")).unwrap();
+    let exec = |ca_file: &str, ca_mode: &str| {
+        let inv = dir.path().join("inv.yaml");
+        std::fs::write(
+            &inv,
+            format!(
+                "defaults:\n  username: CORP\\alice\n  password: env:WSUSFIX_PASSWORD\nservers:\n  \
+                 peer-host:\n    role: upstream\n    address: 127.0.0.1\n    winrm: {{ scheme: \
+                 https, port: {}, auth: ntlm, ca_file: {ca_file}{ca_mode} }}\n",
+                peer.port
+            ),
+        )
+        .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_wsusfix"))
+            .args(["exec", "-i"])
+            .arg(&inv)
+            .args(["--host", "peer-host", "--", "Write-Output 'trusted'"])
+            .env("WSUSFIX_PASSWORD", PASSWORD)
+            .env("SSL_CERT_FILE", &peer_ca)
+            .env_remove("SSL_CERT_DIR")
+            .env_remove("WSUSFIX_LOG")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = exec("other-ca.pem", "");
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("== peer-host (not run)\n"), "{out}");
+    assert!(out.contains("TLS: "), "{out}");
+    assert!(out.contains("UnknownIssuer"), "{out}");
+    let (code, out) = exec("other-ca.pem", ", ca_mode: add");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("trusted"), "{out}");
+    let (code, out) = exec("peer-ca.pem", "");
+    assert_eq!(code, Some(0), "{out}");
 }

@@ -2,7 +2,8 @@
 //! hierarchy where every server holds KB 954960's inconsistent approvals; `diagnose` finds the
 //! symptom in a client's log; the plan; the top-down repair with live progress; the clients
 //! detecting again; the recap and the restore ledger. `--faults` adds a host that dies and a
-//! flaky one; `--crash` kills the apply while a replica is held and resumes it.
+//! flaky one; `--crash` kills the apply while a replica is held and resumes it; `--kerberos`
+//! runs the lab in a Kerberos domain (an MIT KDC on loopback, every host refusing NTLM).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,12 @@ use crate::util::credentials::Resolver;
 
 /// The lab inventory the demo serves (the same file as inventory/lab.yaml).
 const LAB: &str = include_str!("../../inventory/lab.yaml");
+/// The lab in a Kerberos domain (inventory/lab-kerberos.yaml).
+const LAB_KERBEROS: &str = include_str!("../../inventory/lab-kerberos.yaml");
+/// The project's realm script (tests/kdc/realm.sh): the demo's domain controller.
+const REALM_SCRIPT: &str = include_str!("../../tests/kdc/realm.sh");
+/// The MIT programs the realm needs.
+const KDC_TOOLS: &[&str] = &["krb5kdc", "kdb5_util", "kadmin.local"];
 
 /// Arguments of `demo`.
 #[derive(Debug, Clone, clap::Args)]
@@ -47,15 +54,108 @@ pub struct DemoArgs {
     /// Output: text, or NDJSON events of the apply on stdout.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// The lab in a Kerberos domain: an MIT KDC on loopback issues the tickets, every host
+    /// refuses NTLM, messages are sealed with Kerberos (needs Debian's krb5-kdc and
+    /// krb5-admin-server).
+    #[arg(long)]
+    pub kerberos: bool,
 }
 
-fn scenario(faults: bool) -> Scenario {
+/// Where a program is on PATH (Debian puts the KDC's in /usr/sbin).
+fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// The demo's realm: started by the project's script, stopped when dropped.
+struct DemoRealm {
+    script: PathBuf,
+    dir: PathBuf,
+    kdc: String,
+    keytab: PathBuf,
+}
+
+impl DemoRealm {
+    /// Starts LAB.TEST with a service principal for every host of `inv`.
+    fn start(dir: &Path, inv: &inventory::Inventory, kdc: &str) -> Result<DemoRealm, String> {
+        let missing: Vec<&str> = KDC_TOOLS
+            .iter()
+            .copied()
+            .filter(|t| find_program(t).is_none())
+            .collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "demo --kerberos needs MIT Kerberos to play the domain controller, and {} {} not \
+                 installed (or not on PATH)\n  = help: install Debian's krb5-kdc and krb5-admin-server \
+                 (apt-get install krb5-kdc krb5-admin-server krb5-user, or \
+                 tests/kdc/realm.sh install from the source tree), then run the demo again; \
+                 `wsusfix demo` without --kerberos needs nothing",
+                missing.join(", "),
+                if missing.len() == 1 { "is" } else { "are" }
+            ));
+        }
+        let script = dir.join("realm.sh");
+        std::fs::write(&script, REALM_SCRIPT)
+            .map_err(|e| format!("cannot write {}: {e}", script.display()))?;
+        let realm_dir = dir.join("realm");
+        let password = std::env::var("WSUSFIX_PASSWORD").unwrap_or_default();
+        let mut cmd = std::process::Command::new("bash");
+        cmd.arg(&script)
+            .arg("start")
+            .arg(&realm_dir)
+            .args(["--realm", "LAB.TEST", "--kdc", kdc, "--user", "wsusfix"])
+            .env("REALM_PASSWORD", password)
+            .stdin(std::process::Stdio::null());
+        let names = inv
+            .servers()
+            .iter()
+            .filter_map(|s| s.spn_host.clone())
+            .chain(inv.clients().filter_map(|(_, c)| c.spn_host.clone()));
+        for h in names {
+            cmd.arg("--service").arg(format!("HTTP/{h}"));
+        }
+        let out = cmd
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+        let realm = DemoRealm {
+            script,
+            dir: realm_dir.clone(),
+            kdc: kdc.to_string(),
+            keytab: realm_dir.join("services.keytab"),
+        };
+        if !out.status.success() {
+            return Err(format!(
+                "the demo's KDC did not start: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(realm)
+    }
+}
+
+impl Drop for DemoRealm {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg(&self.script)
+            .arg("stop")
+            .arg(&self.dir)
+            .output();
+    }
+}
+
+fn scenario(faults: bool, kerberos: bool) -> Scenario {
     // Timings that make the progress visible and still finish in seconds.
     let mut text = String::from(
         "seed: 954960\n\
          defaults: { broken: true, declined: random, latency_ms: [40, 120], install_ms: [1500, 2500], sync_ms: [200, 500] }\n\
          client_defaults: { first_detection_after_repair_fails: 0.5, detect_ms: [300, 700] }\n",
     );
+    if kerberos {
+        // A hardened domain: no host takes NTLM, so every logon shown is Kerberos.
+        text.push_str("transport_defaults: { ntlm: false }\n");
+    }
     if faults {
         text.push_str(
             "transport:\n  \
@@ -96,8 +196,13 @@ pub fn run(a: &DemoArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         let _ = writeln!(err, "error: cannot create {}: {e}", dir.display());
         return exit::ERROR;
     }
-    let inv_text = LAB.replace("127.0.", &format!("127.{}.", a.subnet));
-    let inv_path = dir.join("lab.yaml");
+    let source = if a.kerberos { LAB_KERBEROS } else { LAB };
+    let inv_text = source.replace("127.0.", &format!("127.{}.", a.subnet));
+    let inv_path = dir.join(if a.kerberos {
+        "lab-kerberos.yaml"
+    } else {
+        "lab.yaml"
+    });
     if let Err(e) = std::fs::write(&inv_path, &inv_text) {
         let _ = writeln!(err, "error: cannot write {}: {e}", inv_path.display());
         return exit::ERROR;
@@ -122,14 +227,37 @@ pub fn run(a: &DemoArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     };
     let resolver = Arc::new(Resolver::new(&dir));
     let state_file = dir.join("sim-state.json");
+    let realm = if a.kerberos {
+        let kdc = format!("127.{}.0.1:18888", a.subnet);
+        match DemoRealm::start(&dir, &inv, &kdc) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                let _ = writeln!(err, "error: {e}");
+                return exit::ERROR;
+            }
+        }
+    } else {
+        None
+    };
+    let keytab = match &realm {
+        Some(r) => match crate::sim::endpoint::Keytab::read(&r.keytab) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                let _ = writeln!(err, "error: the demo's realm wrote no usable keytab: {e}");
+                return exit::ERROR;
+            }
+        },
+        None => None,
+    };
     let fleet = rt.block_on(Fleet::start(
         &inv,
-        &scenario(a.faults),
+        &scenario(a.faults, a.kerberos),
         &resolver,
         FleetConfig {
             http_port: 5985,
             https_port: None,
             state_file: Some(state_file.clone()),
+            keytab,
         },
     ));
     let fleet = match fleet {
@@ -150,11 +278,19 @@ pub fn run(a: &DemoArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             let _ = out.flush();
         }
     };
+    let logon = match &realm {
+        Some(r) => format!(
+            "Kerberos with message encryption, tickets from an MIT KDC on {} for the realm LAB.TEST;\n\
+             every host refuses NTLM, as in a hardened domain",
+            r.kdc
+        ),
+        None => "NTLM with message encryption, as Windows speaks it".to_string(),
+    };
     say(
         out,
         &format!(
             "wsusfix demo: Microsoft KB 954960 on a simulated WSUS 3.0 hierarchy of {} servers and {} clients,\n\
-         each one a WinRM endpoint on its own loopback address (NTLM with message encryption, as Windows speaks it).\n\
+         each one a WinRM endpoint on its own loopback address ({logon}).\n\
          Every server holds the inconsistent approval state of the revised Office 2003 SP1 update.\n",
             inv.servers().len(),
             inv.clients().count()
@@ -231,18 +367,36 @@ pub fn run(a: &DemoArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     } else {
         let run_id = crate::journal::paths::new_run_id();
         let mut sink = report::choose(a.format, &run_id);
-        rt.block_on(session.run(
+        let outcome = rt.block_on(session.run(
             Start::Fresh(Box::new(plan.clone()), run_id),
             run_inputs,
             signals::none(),
             sink.as_mut(),
-        ))
-        .exit_code()
+        ));
+        if text
+            && realm.is_some()
+            && let session::Outcome::Ran(r) = &outcome
+        {
+            let mut by: std::collections::BTreeMap<&str, usize> = Default::default();
+            for (_, s) in &r.stats {
+                let m = s.mechanism.map(|m| m.as_str()).unwrap_or("none");
+                *by.entry(m).or_default() += 1;
+            }
+            let parts: Vec<String> = by.iter().map(|(m, n)| format!("{n} {m}")).collect();
+            let _ = writeln!(
+                out,
+                "
+Logons by protocol: {}",
+                parts.join(", ")
+            );
+        }
+        outcome.exit_code()
     };
 
     // 4. The proof.
     let view = fleet.world().lock().map(|w| w.view()).ok();
     rt.block_on(fleet.shutdown());
+    drop(realm);
     let Some(view) = view else { return exit::ERROR };
     let consistent = view
         .servers

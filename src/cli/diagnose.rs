@@ -14,7 +14,7 @@ use encoding_rs::{Encoding, UTF_16BE, UTF_16LE, WINDOWS_1252};
 use flate2::read::MultiGzDecoder;
 
 use crate::core::diagnose::{self, LogInput, UnreadableInput};
-use crate::core::logs::kind::{self, LogKind};
+use crate::core::logs::kind::{self, LogKind, Unrecognised};
 use crate::exit;
 
 /// Arguments of `wsusfix diagnose`.
@@ -54,14 +54,20 @@ pub enum ReadError {
     #[error("undecodable {0} text")]
     Undecodable(&'static str),
     #[error(
-        "not a WindowsUpdate.log or SoftwareDistribution.log: no line starts like a record of either"
+        "not a WindowsUpdate.log or SoftwareDistribution.log: no line reads as a record of either, whole or pasted"
     )]
     NotALog,
+    #[error(
+        "not a WindowsUpdate.log or SoftwareDistribution.log: its lines are the records of another log (IIS, CBS, CMTrace or the like)"
+    )]
+    AnotherLog,
 }
 
 /// Runs `wsusfix diagnose`: the report goes to `out`, one line per unreadable file to `err`.
-/// Returns [`exit::OK`] without symptom, [`exit::FINDINGS`] with it, [`exit::INVALID`] when a file
-/// could not be read (the others are still reported), [`exit::ERROR`] when `out` fails.
+/// Returns [`exit::FINDINGS`] when a file's grade is `confirmed` or `likely`, [`exit::OK`] when
+/// every file is `not found`, `other failure` or `not analysed`, [`exit::INVALID`] when a file
+/// could not be read or is not one of these logs (the others are still reported),
+/// [`exit::ERROR`] when `out` fails.
 pub fn run(args: &DiagnoseArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     if args.files.is_empty() {
         let _ = writeln!(err, "error: no log files given");
@@ -120,8 +126,11 @@ pub fn read_log(path: &Path) -> Result<(LogKind, String), ReadError> {
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("gz"));
     let text = decode(&gunzip(&bytes, named_gz)?)?;
-    let kind = kind::detect(&text).ok_or(ReadError::NotALog)?;
-    Ok((kind, text))
+    let detected = kind::examine(&text).map_err(|why| match why {
+        Unrecognised::NoRecord => ReadError::NotALog,
+        Unrecognised::AnotherLog => ReadError::AnotherLog,
+    })?;
+    Ok((detected.kind, text))
 }
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::core::discovered::{self, Discovery};
 use crate::core::hosts::HostsFile;
-use crate::core::inventory::{self, AuthKind, Credentials, Scheme, SecretRef, WinrmTarget};
+use crate::core::inventory::{self, AuthKind, CaMode, Credentials, Scheme, SecretRef, WinrmTarget};
 use crate::core::playbook;
 use crate::exec::connect::WinrmConnector;
 use crate::exec::walk::{self, WinrmProbe};
@@ -26,8 +26,10 @@ pub enum SchemeArg {
 /// WinRM authentication.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum AuthArg {
-    /// SPNEGO (NTLM inside).
+    /// SPNEGO: Kerberos with a user@REALM account whose realm has a KDC, else NTLM.
     Negotiate,
+    /// Kerberos only (with a user@REALM account; see --kdc).
+    Kerberos,
     /// Raw NTLMSSP.
     Ntlm,
     /// Basic (HTTPS only).
@@ -66,6 +68,15 @@ pub struct DiscoverArgs {
     /// With --scheme https: a PEM file of CA certificates to trust (written into the inventory).
     #[arg(long, value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
+    /// Log on to a downstream server only if its name ends in this DNS suffix (corp.example) or
+    /// it is in this network (10.1.0.0/16); repeatable. Names in --hosts are always allowed;
+    /// the others are listed as found but not contacted.
+    #[arg(long, value_name = "SUFFIX|CIDR")]
+    pub allow: Vec<String>,
+    /// The KDC of the account's realm, HOST or HOST:PORT (written into the inventory); without
+    /// it, the realm's entry in KRB5_CONFIG.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub kdc: Option<String>,
 }
 
 /// Servers read at once.
@@ -131,6 +142,7 @@ pub fn run(a: &DiscoverArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     };
     let auth = match a.auth {
         AuthArg::Negotiate => AuthKind::Negotiate,
+        AuthArg::Kerberos => AuthKind::Kerberos,
         AuthArg::Ntlm => AuthKind::Ntlm,
         AuthArg::Basic => AuthKind::Basic,
     };
@@ -155,6 +167,13 @@ pub fn run(a: &DiscoverArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             }
         },
     };
+    let allow = match walk::AllowList::parse(&a.allow) {
+        Ok(allow) => allow,
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            return exit::INVALID;
+        }
+    };
     let port = a.port.unwrap_or(scheme.default_port());
     if port == 0 {
         let _ = writeln!(err, "error: --port must be from 1 to 65535");
@@ -164,6 +183,25 @@ pub fn run(a: &DiscoverArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         let _ = writeln!(err, "error: --username is empty");
         return exit::INVALID;
     }
+    if auth == AuthKind::Kerberos && inventory::upn_realm(&a.username).is_none() {
+        let _ = writeln!(
+            err,
+            "error: --auth kerberos needs the user principal name (user@REALM), not {:?}\n  = help: a down-level DOMAIN\\user name does not say the realm; write e.g. wsusfix@CORP.EXAMPLE",
+            a.username
+        );
+        return exit::INVALID;
+    }
+    if let Some(kdc) = &a.kdc
+        && let Err(m) = inventory::check_kdc(kdc)
+    {
+        let _ = writeln!(err, "error: --kdc: {m}");
+        return exit::INVALID;
+    }
+    let kdc = a
+        .kdc
+        .clone()
+        .filter(|_| matches!(auth, AuthKind::Kerberos | AuthKind::Negotiate))
+        .filter(|_| inventory::upn_realm(&a.username).is_some());
     if let Err((msg, _)) = inventory::check_address(&a.root) {
         let _ = writeln!(err, "error: --root: {msg}");
         return exit::INVALID;
@@ -212,8 +250,12 @@ pub fn run(a: &DiscoverArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             port,
             auth,
             ca_file: ca_file.clone(),
+            ca_mode: CaMode::Only,
             insecure_skip_tls_verify: false,
             operation_timeout: 20,
+            max_output_mb: inventory::DEFAULT_MAX_OUTPUT_MB,
+            spn_service: None,
+            kdc: kdc.clone(),
         },
         credentials: Credentials {
             username: a.username.clone(),
@@ -222,12 +264,13 @@ pub fn run(a: &DiscoverArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         update,
         retry: crate::exec::facts::read_retry(),
     });
-    let found = match rt.block_on(walk::walk(probe, &root_name, &a.root, PARALLEL)) {
+    let found = match rt.block_on(walk::walk(probe, &root_name, &a.root, PARALLEL, &allow)) {
         Ok(f) => f,
         Err(e) => {
             let _ = writeln!(
                 err,
-                "error: {e}\n  = help: check --root, the account and the WinRM settings (--scheme, --port, --auth); nothing was written"
+                "error: {}\n  = help: check --root, the account and the WinRM settings (--scheme, --port, --auth); nothing was written",
+                crate::util::terminal::one_line(&e)
             );
             return exit::ERROR;
         }
@@ -240,8 +283,10 @@ pub fn run(a: &DiscoverArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         port,
         auth,
         ca_file,
+        kdc,
         hosts_file: hosts.as_ref().map(|(_, name)| name.clone()),
-        servers: found,
+        servers: found.servers,
+        not_contacted: found.not_contacted,
     };
     let text = discovered::render(&d);
     let loaded = inventory::load(&text);
@@ -293,12 +338,38 @@ pub fn run(a: &DiscoverArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             None => String::new(),
         }
     );
+    if !d.not_contacted.is_empty() {
+        let _ = writeln!(
+            err,
+            "{} server{} found but not contacted (outside the allow-list; see the comments):",
+            d.not_contacted.len(),
+            if d.not_contacted.len() == 1 { "" } else { "s" }
+        );
+        for c in &d.not_contacted {
+            let _ = writeln!(
+                err,
+                "  {} (listed by {}): {}",
+                crate::util::terminal::one_line(&c.name),
+                c.listed_by,
+                crate::util::terminal::one_line(&c.why)
+            );
+        }
+        let _ = writeln!(
+            err,
+            "  = help: if they are yours, allow them with --allow SUFFIX or --allow CIDR, or list them in --hosts"
+        );
+    }
     for s in &d.servers {
         if let Err(why) = &s.reached {
-            let _ = writeln!(err, "  {}: not read: {why}", s.name);
+            let _ = writeln!(
+                err,
+                "  {}: not read: {}",
+                s.name,
+                crate::util::terminal::one_line(why)
+            );
         }
     }
-    if unreached > 0 {
+    if unreached > 0 || !d.not_contacted.is_empty() {
         exit::FINDINGS
     } else {
         exit::OK

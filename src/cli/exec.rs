@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::exec::connect::{Connector, Target, WinrmConnector};
 use crate::exit;
 use crate::util::credentials::Resolver;
+use crate::util::terminal;
 
 /// Arguments of `exec`.
 #[derive(Debug, Clone, clap::Args)]
@@ -84,8 +85,9 @@ pub fn run(a: &ExecArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
                     .run_ps(&script, deadline)
                     .await
                     .map_err(|e| e.to_string());
+                let mechanism = session.mechanism();
                 WinrmConnector::close(&mut session).await;
-                r
+                r.map(|o| (o, mechanism))
             }));
         }
         let mut results = Vec::new();
@@ -96,24 +98,28 @@ pub fn run(a: &ExecArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     });
     let mut failed = 0;
     for (name, r) in names.iter().zip(results) {
+        // What the hosts print is theirs: shown with control characters escaped, long lines cut.
         match r {
-            Ok(o) => {
-                let _ = writeln!(out, "== {name} (exit {})", o.exit_code);
+            Ok((o, mechanism)) => {
+                let via = mechanism.map(|m| format!(", {m}")).unwrap_or_default();
+                let _ = writeln!(out, "== {name} (exit {}{via})", o.exit_code);
                 if !o.stdout.is_empty() {
-                    let _ = write!(out, "{}", o.stdout);
-                    if !o.stdout.ends_with('\n') {
+                    let stdout = terminal::server_text(&o.stdout);
+                    let _ = write!(out, "{stdout}");
+                    if !stdout.ends_with('\n') {
                         let _ = writeln!(out);
                     }
                 }
                 if !o.stderr.trim().is_empty() {
-                    let _ = writeln!(out, "-- stderr\n{}", o.stderr.trim_end());
+                    let stderr = terminal::server_text(o.stderr.trim_end());
+                    let _ = writeln!(out, "-- stderr\n{stderr}");
                 }
                 if o.exit_code != 0 {
                     failed += 1;
                 }
             }
             Err(e) => {
-                let _ = writeln!(out, "== {name} (not run)\n{e}");
+                let _ = writeln!(out, "== {name} (not run)\n{}", terminal::server_text(&e));
                 failed += 1;
             }
         }

@@ -18,6 +18,7 @@ use crate::exec::connect::{Target, WinrmConnector};
 use crate::exec::facts::{self, FactsRequest};
 use crate::exit;
 use crate::util::credentials::Resolver;
+use crate::util::terminal;
 
 /// Output format of a plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -181,22 +182,10 @@ fn gather_facts(
 /// Servers whose facts are read at once.
 const FACTS_PARALLEL: usize = 16;
 
-/// Writes `text` to `path` through a temporary file and a rename, so a reader never sees half a plan.
+/// Writes `text` to `path` safely (a new file in its folder, renamed over it; no link is
+/// followed), so a reader never sees half a plan.
 pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("plan");
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
+    crate::util::outfile::write_replacing(path, text.as_bytes())
 }
 
 /// Runs `plan`.
@@ -237,10 +226,11 @@ pub fn run(args: &PlanArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             Err(code) => return code,
         };
     }
+    // Facts carry server text (errors, versions): escaped, except in JSON, which escapes itself.
     let rendered = match args.format {
-        PlanFormat::Text => render::text(&plan),
+        PlanFormat::Text => terminal::server_text(&render::text(&plan)),
         PlanFormat::Json => render::json(&plan),
-        PlanFormat::Dot => render::dot(&plan),
+        PlanFormat::Dot => terminal::server_text(&render::dot(&plan)),
     };
     match &args.out {
         Some(path) => {

@@ -4,6 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::exit;
+use crate::sim::endpoint::Keytab;
 use crate::sim::fleet::{Fleet, FleetConfig, write_atomically};
 use crate::sim::scenario::Scenario;
 use crate::util::credentials::Resolver;
@@ -46,6 +47,10 @@ pub struct ServeArgs {
     /// Overrides the scenario's seed.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// A keytab (MIT format) with the hosts' service keys (`HTTP/<host>`): a host whose `host:`
+    /// (or DNS address) has keys there accepts Kerberos, with tickets from the realm's KDC.
+    #[arg(long, value_name = "FILE")]
+    pub keytab: Option<PathBuf>,
 }
 
 /// Arguments of `sim state`.
@@ -94,7 +99,13 @@ pub fn load_scenario(path: Option<&Path>) -> Result<Scenario, String> {
 pub fn hosts_file(inv: &crate::core::inventory::Inventory) -> String {
     let mut text = String::from("# wsusfix simulator: the WSUS servers it serves (ADDRESS NAME)\n");
     for s in inv.servers() {
-        text.push_str(&format!("{} {}\n", s.address, s.name));
+        // The DNS name (`host:`) as an alias: the simulated WSUS API lists a server by it.
+        match &s.spn_host {
+            Some(h) if h != &s.name => {
+                text.push_str(&format!("{} {} {h}\n", s.address, s.name));
+            }
+            _ => text.push_str(&format!("{} {}\n", s.address, s.name)),
+        }
     }
     text
 }
@@ -123,10 +134,24 @@ fn serve(a: &ServeArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             return exit::ERROR;
         }
     };
+    let keytab = match &a.keytab {
+        None => None,
+        Some(p) => match Keytab::read(p) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                let _ = writeln!(
+                    err,
+                    "error: {e}\n  = help: `tests/kdc/realm.sh start` writes one (services.keytab); `kadmin ktadd` and `ktpass` do too"
+                );
+                return exit::INVALID;
+            }
+        },
+    };
     let cfg = FleetConfig {
         http_port: a.http_port,
         https_port: (a.https_port != 0).then_some(a.https_port),
         state_file: Some(a.state_file.clone()),
+        keytab,
     };
     rt.block_on(async {
         let fleet = match Fleet::start(&inputs.inventory, &scenario, &resolver, cfg).await {
@@ -169,9 +194,14 @@ fn serve(a: &ServeArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             .max()
             .unwrap_or(0);
         for h in fleet.endpoint().hosts() {
+            let logons = fleet
+                .endpoint()
+                .logons(&h.name)
+                .map(|l| format!("  ({l})"))
+                .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "  {:<width$}  {}{}",
+                "  {:<width$}  {}{}{logons}",
                 h.name,
                 h.http_url(),
                 h.https_url().map(|u| format!("  {u}")).unwrap_or_default()

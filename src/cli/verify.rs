@@ -226,7 +226,8 @@ pub fn run(args: &VerifyArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     };
     match args.format {
         VerifyFormat::Text => {
-            let _ = out.write_all(text(&checks, attempts.max(1), code).as_bytes());
+            let text = text(&checks, attempts.max(1), code);
+            let _ = out.write_all(crate::util::terminal::server_text(&text).as_bytes());
         }
         VerifyFormat::Json => {
             let report = Report {

@@ -192,7 +192,7 @@ fn log_evidence(records: &[String], since: DateTime<Utc>) -> Option<LogEvidence>
     let duplicates: Vec<&server::ServerEvent> = events
         .iter()
         .filter(|e| matches!(e.kind, ServerEventKind::DuplicateKey { .. }))
-        .filter(|e| parsed[e.record].time >= since)
+        .filter(|e| parsed[e.record].time.is_some_and(|t| t >= since))
         .collect();
     let latest = duplicates.iter().max_by_key(|e| parsed[e.record].time)?;
     let fault = events.iter().find_map(|e| match &e.kind {
@@ -222,7 +222,10 @@ fn log_evidence(records: &[String], since: DateTime<Utc>) -> Option<LogEvidence>
     }
     Some(LogEvidence {
         count: n,
-        latest_time: record.time.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        latest_time: record
+            .time
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+            .unwrap_or_default(),
         count_line: format!(
             "SoftwareDistribution.log has {n} duplicate-key record{} since {} (KB 954960's failure of the client web service)",
             if n == 1 { "" } else { "s" },

@@ -112,7 +112,8 @@ pub fn render(d: &Diagnostic, file: &str, source: &str) -> String {
             let line_no = span.start.line;
             let _ = writeln!(out, "  --> {file}:{}:{}", line_no, span.start.col);
             let text = source.lines().nth(line_no.saturating_sub(1)).unwrap_or("");
-            let text = text.trim_end_matches('\r');
+            let text = mask_secrets(text.trim_end_matches('\r'));
+            let text = text.as_ref();
             let gutter = line_no.to_string().len();
             let pad = " ".repeat(gutter);
             let _ = writeln!(out, " {pad} |");
@@ -150,6 +151,57 @@ pub fn render_all(diags: &[Diagnostic], file: &str, source: &str) -> String {
         );
     }
     out
+}
+
+/// A source line as a snippet may show it: the value of a password-like key (`password`, a typo
+/// of it, `passwd`, `pwd`, `pw`, `secret`, `token`…) is replaced by as many `*`, so that carets
+/// stay in place, unless it is a reference (`env:`, `file:`, `prompt`, an alias). Everything
+/// after such a key on the line is masked: in a flow mapping the value's end is not known.
+pub fn mask_secrets(line: &str) -> std::borrow::Cow<'_, str> {
+    let bytes = line.as_bytes();
+    for (i, b) in bytes.iter().enumerate() {
+        if *b != b':' || !bytes.get(i + 1).is_none_or(|n| n.is_ascii_whitespace()) {
+            continue;
+        }
+        let key_end = if i > 0 && matches!(bytes[i - 1], b'"' | b'\'') {
+            i - 1
+        } else {
+            i
+        };
+        let key_start = line[..key_end]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+            .map_or(0, |p| p + 1);
+        if !is_secret_key(&line[key_start..key_end]) {
+            continue;
+        }
+        let rest = &line[i + 1..];
+        let value_start = i + 1 + (rest.len() - rest.trim_start().len());
+        let value = line[value_start..].trim_matches(|c| c == '"' || c == '\'');
+        let reference = value.is_empty()
+            || ["env:", "file:", "*"].iter().any(|p| value.starts_with(p))
+            || value
+                .split(|c: char| c == ',' || c == '}' || c.is_whitespace())
+                .next()
+                == Some("prompt");
+        if reference {
+            continue;
+        }
+        let masked: String = line[value_start..].chars().map(|_| '*').collect();
+        return std::borrow::Cow::Owned(format!("{}{masked}", &line[..value_start]));
+    }
+    std::borrow::Cow::Borrowed(line)
+}
+
+fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    if k.is_empty() {
+        return false;
+    }
+    ["pass", "pwd", "secret", "token"]
+        .iter()
+        .any(|w| k.contains(w))
+        || k == "pw"
+        || strsim::levenshtein(&k, "password") <= 2
 }
 
 /// The closest candidate to `word` among `candidates`, if one is close enough to be a typo.
@@ -204,6 +256,45 @@ mod tests {
         let text = render_all(&[d1, d2], "f.yaml", "x: 1\n");
         assert!(
             text.ends_with("error: f.yaml is not valid: 1 error\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn snippets_never_show_a_password() {
+        for (line, shown) in [
+            ("  password: Passw0rd!", "  password: *********"),
+            ("  pasword: 'Passw0rd!'", "  pasword: ***********"),
+            (
+                "defaults: { username: u, password: hunter2, winrm: {} }",
+                "defaults: { username: u, password: ********************",
+            ),
+            ("  \"password\": x", "  \"password\": *"),
+            ("  client_secret: abc", "  client_secret: ***"),
+            (
+                "  password: env:WSUSFIX_PASSWORD",
+                "  password: env:WSUSFIX_PASSWORD",
+            ),
+            ("  password: file:pw.txt", "  password: file:pw.txt"),
+            ("  password: prompt", "  password: prompt"),
+            ("  password: *shared", "  password: *shared"),
+            ("  address: 127.0.1.1", "  address: 127.0.1.1"),
+            (
+                "  role: upstream  # no secret here",
+                "  role: upstream  # no secret here",
+            ),
+        ] {
+            assert_eq!(mask_secrets(line), shown, "{line}");
+        }
+        let src = "defaults:\n  username: u\n  password: Hunter2-secret\n";
+        let d = Diagnostic::error(
+            "password of the defaults holds a literal password",
+            Span::at(3, 13, 14),
+        );
+        let text = render(&d, "inv.yaml", src);
+        assert!(!text.contains("Hunter2"), "{text}");
+        assert!(
+            text.contains(" 3 |   password: **************\n   |             ^^^^^^^^^^^^^^"),
             "{text}"
         );
     }

@@ -1,34 +1,47 @@
-//! `wsusfix diagnose`: is KB 954960's symptom in these logs, on which lines, and which server
-//! entry answered which client fault.
+//! `wsusfix diagnose`: is KB 954960's symptom in these logs, how sure is that, on which lines,
+//! and which server entry answered which client fault.
 //!
 //! Pure: takes decoded texts, returns a [`Diagnosis`], and renders it as text or JSON
 //! (`docs/diagnose.md` documents both). Reading, unzipping and decoding files is the CLI's job.
 //!
-//! - A client log (`WindowsUpdate.log`) shows the symptom when its **last** detection failed with
-//!   KB 954960's pattern (0x8024400E, `InternalServerError`, `SyncUpdates`): a log where a later
-//!   detection succeeded is a repaired client, and says so.
-//! - A server log (`SoftwareDistribution.log`) shows the symptom when it holds the duplicate-key
-//!   `ArgumentException` of the client web service. The server log does not record successes, so
-//!   every such entry counts, however old.
+//! Each file gets a [`Grade`]:
+//! - a client log (`WindowsUpdate.log`) is judged by its **last** detection with a result:
+//!   `confirmed` when it failed with KB 954960's whole pattern (the SyncUpdates failure line
+//!   and its SOAP fault: 0x8024400E, `InternalServerError`, `SyncUpdates`), `likely` when the
+//!   text holds only the exact failure line or only the fault, `other failure` for another
+//!   code, `not found` otherwise (a later successful detection is a repaired client, and says
+//!   so);
+//! - a server log (`SoftwareDistribution.log`) is `confirmed` when it holds the client web
+//!   service's duplicate-key `ArgumentException` (the server log does not record successes,
+//!   so every such entry counts, however old), `not found` otherwise: the exception's message
+//!   without its origin or stack trace does not say which component raised it;
+//! - a fault ID found on both sides, KB 954960's pattern on the client and the duplicate key
+//!   on the server, confirms both.
+//!
+//! Whole files are read strictly; pasted text leniently (`core::logs::paste`), and each file
+//! says which lines were read leniently.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::core::logs::client::Kb954960Pattern;
 use crate::core::logs::detection::{
     self, DetectionOutcome, DetectionSummary, InconclusiveReason, NotRunReason, Search,
 };
 use crate::core::logs::hresult::{self, HResult};
-use crate::core::logs::kind::LogKind;
-use crate::core::logs::line::Line;
+use crate::core::logs::kind::{self, LogKind, Reading};
+use crate::core::logs::line::numbered;
+use crate::core::logs::paste::{self, Form, Forms, PastedRead};
 use crate::core::logs::server::{self, ServerEventKind};
 use crate::core::logs::{client, softdist, windowsupdate};
 
 /// Version of the JSON document. Adding fields keeps it; renaming, removing or changing the
-/// meaning of one raises it.
-pub const FORMAT_VERSION: u32 = 1;
+/// meaning of one raises it. Version 2 graded the verdicts (`grade`) and made `symptom` true
+/// for `likely` as well as `confirmed`.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// One decoded log to diagnose.
 #[derive(Debug, Clone, Copy)]
@@ -40,11 +53,49 @@ pub struct LogInput<'a> {
     pub text: &'a str,
 }
 
+/// How sure a verdict is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Grade {
+    /// KB 954960's failure in full: on a client the SyncUpdates failure with its SOAP fault, on
+    /// a server the duplicate-key error of the client web service, or both linked by fault ID.
+    Confirmed,
+    /// Part of a client's failure: the exact SyncUpdates failure line without the fault, or the
+    /// fault without the failure line.
+    Likely,
+    /// A failure named by its code that is not KB 954960.
+    OtherFailure,
+    /// A readable log without it.
+    NotFound,
+    /// A Windows 10 log: recognised, not analysed (WSUS 3.0 does not serve those clients).
+    NotAnalysed,
+}
+
+impl Grade {
+    /// `confirmed` and `likely`: what a triage script acts on (exit code 2).
+    pub fn is_symptom(self) -> bool {
+        matches!(self, Grade::Confirmed | Grade::Likely)
+    }
+
+    /// Higher is more to act on.
+    fn rank(self) -> u8 {
+        match self {
+            Grade::Confirmed => 4,
+            Grade::Likely => 3,
+            Grade::OtherFailure => 2,
+            Grade::NotFound => 1,
+            Grade::NotAnalysed => 0,
+        }
+    }
+}
+
 /// The whole result: the JSON document of `diagnose --format json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Diagnosis {
     pub format_version: u32,
-    /// True when any file shows the symptom.
+    /// The most serious grade of any file; `None` when no file could be read.
+    pub grade: Option<Grade>,
+    /// True when any file is `confirmed` or `likely`.
     pub symptom: bool,
     pub files: Vec<FileReport>,
     /// Client fault IDs found in a server log given alongside.
@@ -65,7 +116,16 @@ pub struct UnreadableInput {
 pub struct FileReport {
     pub path: String,
     pub kind: LogKind,
+    pub grade: Grade,
+    /// `grade` is `confirmed` or `likely`.
     pub symptom: bool,
+    /// `strict` for a whole log file, `lenient` for pasted text.
+    pub reading: Reading,
+    /// The lines read leniently, and how.
+    pub lenient_lines: Vec<LenientLine>,
+    /// The words that stood in for the date and time, when a paste had some.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub placeholder: Option<String>,
     /// Client: fault IDs of KB 954960 failures. Server: fault IDs raised for the duplicate-key
     /// error. In order of appearance, without repeats.
     pub fault_ids: Vec<String>,
@@ -77,6 +137,13 @@ pub struct FileReport {
     pub server: Option<ServerDetails>,
     /// Sentences for the reader: what the verdict does not say by itself.
     pub notes: Vec<String>,
+}
+
+/// A line read in a way a whole log file would not need.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LenientLine {
+    pub line: usize,
+    pub forms: Forms,
 }
 
 /// A quoted log line.
@@ -92,7 +159,7 @@ pub struct Evidence {
 pub struct ClientDetails {
     /// Searches (`Agent: Finding updates`) in the log.
     pub detections: usize,
-    /// Of those, the ones that failed with KB 954960's pattern.
+    /// Of those, the ones that failed with KB 954960's pattern (in full or in part).
     pub kb954960_detections: usize,
     /// The verdict on the latest detection, as [`detection::summarize_detection`] gives it.
     pub last_detection: DetectionSummary,
@@ -128,7 +195,7 @@ pub struct Place {
     pub path: String,
     pub line: usize,
     /// `2009-03-27T10:55:29.193Z` in UTC; a client's local time without the `Z` when its log
-    /// gave no offset.
+    /// gave no offset; `None` when a paste left no time.
     pub time: Option<String>,
 }
 
@@ -140,7 +207,7 @@ pub struct FaultMatch {
     pub client: Place,
     /// The server's `SoapUtilities.CreateException` record.
     pub server: Place,
-    /// True when the client's failure has KB 954960's pattern.
+    /// True when the client's failure has KB 954960's pattern (in full or in part).
     pub client_kb954960: bool,
     /// The server's duplicate-key error this fault reports, if it reports one.
     pub duplicate_key: Option<DuplicateKeyRef>,
@@ -157,23 +224,31 @@ pub struct DuplicateKeyRef {
 
 /// Diagnoses every input and matches client fault IDs with server entries across them.
 pub fn diagnose(inputs: &[LogInput<'_>]) -> Diagnosis {
-    let analysed: Vec<Analysed> = inputs.iter().map(analyse).collect();
-    let mut raised_by_id: HashMap<&str, Vec<(&Analysed, &RaisedFault)>> = HashMap::new();
-    for server in &analysed {
+    let mut analysed: Vec<Analysed> = inputs.iter().map(analyse).collect();
+    let mut raised_by_id: HashMap<&str, Vec<(usize, &RaisedFault)>> = HashMap::new();
+    for (at, server) in analysed.iter().enumerate() {
         for raised in &server.server_faults {
             raised_by_id
                 .entry(raised.id.as_str())
                 .or_default()
-                .push((server, raised));
+                .push((at, raised));
         }
     }
     let mut matches = Vec::new();
-    for client in &analysed {
+    // Files whose grade a match confirms: index, and the match's index.
+    let mut confirmed_by: Vec<(usize, usize)> = Vec::new();
+    for (client_at, client) in analysed.iter().enumerate() {
         for fault in &client.client_faults {
             let Some(raised) = raised_by_id.get(fault.id.as_str()) else {
                 continue;
             };
-            for &(server, raised) in raised {
+            for &(server_at, raised) in raised {
+                let server = &analysed[server_at];
+                let kb954960 = fault.kb954960 && raised.duplicate_key.is_some();
+                if kb954960 {
+                    confirmed_by.push((client_at, matches.len()));
+                    confirmed_by.push((server_at, matches.len()));
+                }
                 matches.push(FaultMatch {
                     fault_id: fault.id.clone(),
                     client: Place {
@@ -184,20 +259,58 @@ pub fn diagnose(inputs: &[LogInput<'_>]) -> Diagnosis {
                     server: Place {
                         path: server.report.path.clone(),
                         line: raised.line,
-                        time: Some(raised.time.clone()),
+                        time: raised.time.clone(),
                     },
                     client_kb954960: fault.kb954960,
                     duplicate_key: raised.duplicate_key.clone(),
-                    kb954960: fault.kb954960 && raised.duplicate_key.is_some(),
+                    kb954960,
                 });
             }
         }
     }
+    for (file, m) in confirmed_by {
+        let report = &mut analysed[file].report;
+        if report.grade == Grade::Likely {
+            let m: &FaultMatch = &matches[m];
+            let other = if report.kind == LogKind::SoftwareDistribution {
+                format!("{}:{}", m.client.path, m.client.line)
+            } else {
+                format!("{}:{}", m.server.path, m.server.line)
+            };
+            report.grade = Grade::Confirmed;
+            report.notes.push(format!(
+                "confirmed by fault ID {} on both sides ({other})",
+                m.fault_id
+            ));
+        }
+    }
+    for a in &mut analysed {
+        let report = &mut a.report;
+        if report.grade != Grade::Likely || report.kind != LogKind::WindowsUpdate {
+            continue;
+        }
+        report.notes.push(if report.fault_ids.is_empty() {
+            "the lines after it in the client's WindowsUpdate.log (the SOAP fault and its ID), \
+             or the server's SoftwareDistribution.log, confirm or rule out KB 954960"
+                .to_string()
+        } else {
+            "give the server's SoftwareDistribution.log with this file: the fault ID links the \
+             two and confirms or rules out KB 954960"
+                .to_string()
+        });
+    }
     let files: Vec<FileReport> = analysed.into_iter().map(|a| a.report).collect();
     Diagnosis {
         format_version: FORMAT_VERSION,
-        symptom: files.iter().any(|f| f.symptom),
-        files,
+        grade: files.iter().map(|f| f.grade).max_by_key(|g| g.rank()),
+        symptom: files.iter().any(|f| f.grade.is_symptom()),
+        files: files
+            .into_iter()
+            .map(|mut f| {
+                f.symptom = f.grade.is_symptom();
+                f
+            })
+            .collect(),
         matches,
         errors: Vec::new(),
     }
@@ -220,8 +333,16 @@ struct ClientFault {
 struct RaisedFault {
     id: String,
     line: usize,
-    time: String,
+    time: Option<String>,
     duplicate_key: Option<DuplicateKeyRef>,
+}
+
+/// The reading `text` needs when read as `kind`.
+fn reading_of(input: &LogInput<'_>) -> Reading {
+    kind::examine(input.text)
+        .ok()
+        .filter(|d| d.kind == input.kind)
+        .map_or(Reading::Strict, |d| d.reading)
 }
 
 fn analyse(input: &LogInput<'_>) -> Analysed {
@@ -232,16 +353,16 @@ fn analyse(input: &LogInput<'_>) -> Analysed {
             report: FileReport {
                 path: input.path.to_string(),
                 kind: input.kind,
+                grade: Grade::NotAnalysed,
                 symptom: false,
+                reading: Reading::Strict,
+                lenient_lines: Vec::new(),
+                placeholder: None,
                 fault_ids: Vec::new(),
                 evidence: Vec::new(),
                 client: None,
                 server: None,
-                notes: vec![
-                    "Windows 10 format (Get-WindowsUpdateLog): WSUS 3.0 does not serve these \
-                     clients, so the log is not analysed for KB 954960"
-                        .to_string(),
-                ],
+                notes: etw_notes(input.text),
             },
             client_faults: Vec::new(),
             server_faults: Vec::new(),
@@ -249,24 +370,79 @@ fn analyse(input: &LogInput<'_>) -> Analysed {
     }
 }
 
+/// What is said of a Windows 10 log: why it is not analysed, and how its last search ended.
+fn etw_notes(text: &str) -> Vec<String> {
+    let mut notes = vec![
+        "Windows 10 format (Get-WindowsUpdateLog): WSUS 3.0 does not serve these clients, so \
+         the log is not analysed for KB 954960"
+            .to_string(),
+    ];
+    // The search's end line carries its exit code (`* END * Finding updates ..., Exit code =
+    // 0x8024402F`), or an `Exit code =` line before it does.
+    let mut last_search: Option<(usize, Option<HResult>)> = None;
+    let mut exit_code = None;
+    for line in numbered(text) {
+        if line.text.contains("* START * Finding updates") {
+            exit_code = None;
+        }
+        if let Some((_, rest)) = line.text.split_once("Exit code =") {
+            exit_code = HResult::find_failure(rest).or(exit_code);
+        }
+        if line.text.contains("* END * Finding updates") {
+            last_search = Some((line.number, exit_code.take()));
+        }
+    }
+    if let Some((line, code)) = last_search {
+        notes.push(match code {
+            Some(code) => format!(
+                "its last search (line {line}) ended with {code}{}",
+                hresult::describe(code)
+                    .map(|m| format!(" ({m})"))
+                    .unwrap_or_default()
+            ),
+            None => format!("its last search (line {line}) ended without a failure code"),
+        });
+    }
+    notes
+}
+
 fn analyse_client(input: &LogInput<'_>) -> Analysed {
-    let records = windowsupdate::parse(input.text);
-    let events = client::events(&records);
+    let reading = reading_of(input);
+    let pasted = match reading {
+        Reading::Strict => Vec::new(),
+        Reading::Lenient => paste::lines(input.text),
+    };
+    let read = match reading {
+        Reading::Strict => PastedRead {
+            records: windowsupdate::parse(input.text),
+            lenient_lines: Vec::new(),
+            placeholder: None,
+        },
+        Reading::Lenient => windowsupdate::read_pasted(&pasted),
+    };
+    let records = &read.records;
+    let events = client::events(records);
     let searches = detection::searches(&events);
     let last = detection::summarize_searches(&searches, &events);
     let this_bug: Vec<&Search> = searches
         .iter()
         .filter(|s| matches!(s.outcome, DetectionOutcome::FailedThisBug { .. }))
         .collect();
-    let symptom = matches!(last.outcome, DetectionOutcome::FailedThisBug { .. });
+    let grade = match (&last.outcome, last.pattern) {
+        (DetectionOutcome::FailedThisBug { .. }, Some(Kb954960Pattern::Complete)) => {
+            Grade::Confirmed
+        }
+        (DetectionOutcome::FailedThisBug { .. }, _) => Grade::Likely,
+        (DetectionOutcome::FailedOther { .. }, _) => Grade::OtherFailure,
+        _ => Grade::NotFound,
+    };
 
     let time_at = |line: usize| {
-        let at = records.binary_search_by_key(&line, |r| r.line).ok()?;
-        let record = &records[at];
+        let record = records.iter().find(|r| r.line == line)?;
         Some(match record.utc_time() {
             Some(utc) => utc_string(utc),
             None => record
-                .local_time
+                .local_time?
                 .format("%Y-%m-%dT%H:%M:%S%.3f")
                 .to_string(),
         })
@@ -278,7 +454,7 @@ fn analyse_client(input: &LogInput<'_>) -> Analysed {
             id: f.id.clone(),
             line: f.line,
             time: time_at(f.line),
-            kb954960: f.kb954960,
+            kb954960: f.kb954960(),
         })
         .collect();
     let fault_ids = unique(client_faults.iter().filter(|f| f.kb954960).map(|f| &f.id));
@@ -288,17 +464,20 @@ fn analyse_client(input: &LogInput<'_>) -> Analysed {
         .map(|s| s.evidence.clone())
         .unwrap_or_default();
     lines.extend(&last.evidence);
-    lines.sort_unstable();
-    lines.dedup();
-    let evidence = lines
-        .iter()
-        .filter_map(|&line| {
-            let at = records.binary_search_by_key(&line, |r| r.line).ok()?;
-            let r = &records[at];
-            Some(quote(r.line, r.raw, &r.continuation))
-        })
-        .flatten()
-        .collect();
+    let evidence = quote_records(
+        input.text,
+        lines
+            .iter()
+            .flat_map(|&line| {
+                records
+                    .iter()
+                    .filter(move |r| r.line == line)
+                    .flat_map(|r| {
+                        std::iter::once(r.line).chain(r.continuation.iter().map(|c| c.number))
+                    })
+            })
+            .collect(),
+    );
 
     let mut other_failures: Vec<OtherFailure> = Vec::new();
     for search in &searches {
@@ -319,9 +498,10 @@ fn analyse_client(input: &LogInput<'_>) -> Analysed {
     }
 
     let mut notes = Vec::new();
-    if other_failures
-        .iter()
-        .any(|o| o.code == hresult::SOAP_SERVER)
+    if let Some(note) = lenient_note(&read.lenient_lines, read.placeholder.as_deref()) {
+        notes.push(note);
+    }
+    if matches!(last.outcome, DetectionOutcome::FailedOther { code } if code == hresult::SOAP_SERVER)
     {
         notes.push(
             "0x8024400E without KB 954960's SOAP fault (InternalServerError in SyncUpdates) is \
@@ -334,7 +514,11 @@ fn analyse_client(input: &LogInput<'_>) -> Analysed {
         report: FileReport {
             path: input.path.to_string(),
             kind: input.kind,
-            symptom,
+            grade,
+            symptom: grade.is_symptom(),
+            reading,
+            lenient_lines: lenient_lines(&read.lenient_lines),
+            placeholder: read.placeholder.clone(),
             fault_ids,
             evidence,
             client: Some(ClientDetails {
@@ -352,8 +536,21 @@ fn analyse_client(input: &LogInput<'_>) -> Analysed {
 }
 
 fn analyse_server(input: &LogInput<'_>) -> Analysed {
-    let records = softdist::parse(input.text);
-    let events = server::events(&records);
+    let reading = reading_of(input);
+    let pasted = match reading {
+        Reading::Strict => Vec::new(),
+        Reading::Lenient => paste::lines(input.text),
+    };
+    let read = match reading {
+        Reading::Strict => PastedRead {
+            records: softdist::parse(input.text),
+            lenient_lines: Vec::new(),
+            placeholder: None,
+        },
+        Reading::Lenient => softdist::read_pasted(&pasted),
+    };
+    let records = &read.records;
+    let events = server::events(records);
     let mut duplicates = Vec::new();
     let mut raised = Vec::new();
     for event in &events {
@@ -372,7 +569,7 @@ fn analyse_server(input: &LogInput<'_>) -> Analysed {
                 raised.push(RaisedFault {
                     id: id.clone(),
                     line: event.line,
-                    time: utc_string(records[event.record].time),
+                    time: records[event.record].time.map(utc_string),
                     duplicate_key: match (duplicate_key, error_line) {
                         (true, Some(line)) => Some(DuplicateKeyRef { line: *line, key }),
                         _ => None,
@@ -381,33 +578,40 @@ fn analyse_server(input: &LogInput<'_>) -> Analysed {
             }
         }
     }
+    let grade = if duplicates.is_empty() {
+        Grade::NotFound
+    } else {
+        Grade::Confirmed
+    };
     let fault_ids = unique(
         raised
             .iter()
             .filter(|r| r.duplicate_key.is_some())
             .map(|r| &r.id),
     );
-    let mut evidence = Vec::new();
+    let mut lines: BTreeSet<usize> = BTreeSet::new();
     if let Some((last, _)) = duplicates.last() {
         let record = &records[last.record];
-        evidence.extend(quote(record.line, record.raw, &record.continuation));
+        lines.insert(record.line);
+        lines.extend(record.continuation.iter().map(|l| l.number));
         if let Some(fault) = raised.iter().find(|r| {
             r.duplicate_key
                 .as_ref()
                 .is_some_and(|d| d.line == last.line)
         }) {
-            let at = records
-                .binary_search_by_key(&fault.line, |r| r.line)
-                .expect("a fault's line is a record's line");
-            evidence.extend(quote(fault.line, records[at].raw, &[]));
+            lines.insert(fault.line);
         }
     }
+    let evidence = quote_records(input.text, lines.into_iter().collect());
     let last_duplicate_key = duplicates.last().map(|(event, _)| Place {
         path: input.path.to_string(),
         line: event.line,
-        time: Some(utc_string(records[event.record].time)),
+        time: records[event.record].time.map(utc_string),
     });
     let mut notes = Vec::new();
+    if let Some(note) = lenient_note(&read.lenient_lines, read.placeholder.as_deref()) {
+        notes.push(note);
+    }
     if !duplicates.is_empty() {
         notes.push(
             "the server log does not record successful detections: after a repair, only entries \
@@ -419,7 +623,11 @@ fn analyse_server(input: &LogInput<'_>) -> Analysed {
         report: FileReport {
             path: input.path.to_string(),
             kind: input.kind,
-            symptom: !duplicates.is_empty(),
+            grade,
+            symptom: grade.is_symptom(),
+            reading,
+            lenient_lines: lenient_lines(&read.lenient_lines),
+            placeholder: read.placeholder.clone(),
             fault_ids,
             evidence,
             client: None,
@@ -436,17 +644,90 @@ fn analyse_server(input: &LogInput<'_>) -> Analysed {
     }
 }
 
-/// A record's first line and its continuation lines as evidence.
-fn quote(line: usize, raw: &str, continuation: &[Line<'_>]) -> Vec<Evidence> {
-    std::iter::once(Evidence {
-        line,
-        text: raw.to_string(),
+/// The lines numbered `numbers` of `text` as written, ascending and without repeats.
+fn quote_records(text: &str, mut numbers: Vec<usize>) -> Vec<Evidence> {
+    numbers.sort_unstable();
+    numbers.dedup();
+    let mut wanted = numbers.into_iter().peekable();
+    let mut out = Vec::new();
+    for line in numbered(text) {
+        let Some(&next) = wanted.peek() else {
+            break;
+        };
+        if line.number == next {
+            out.push(Evidence {
+                line: line.number,
+                text: line.text.to_string(),
+            });
+            wanted.next();
+        }
+    }
+    out
+}
+
+fn lenient_lines(lines: &[(usize, Forms)]) -> Vec<LenientLine> {
+    lines
+        .iter()
+        .map(|&(line, forms)| LenientLine { line, forms })
+        .collect()
+}
+
+/// One sentence naming the lines read leniently, by form: `read as pasted text: placeholder
+/// in place of the date and time ("Datum a čas") on lines 1-9; ...`.
+fn lenient_note(lines: &[(usize, Forms)], placeholder: Option<&str>) -> Option<String> {
+    if lines.is_empty() {
+        return None;
+    }
+    let parts: Vec<String> = [
+        Form::PlaceholderTime,
+        Form::NoTime,
+        Form::NoPrefix,
+        Form::RunTogether,
+        Form::Quoted,
+        Form::Markup,
+        Form::PlaceholderOnly,
+    ]
+    .into_iter()
+    .filter_map(|form| {
+        let numbers: Vec<usize> = lines
+            .iter()
+            .filter(|(_, forms)| forms.contains(form))
+            .map(|(line, _)| *line)
+            .collect();
+        if numbers.is_empty() {
+            return None;
+        }
+        let what = match (form, placeholder) {
+            (Form::PlaceholderTime, Some(words)) => format!("{form} (\"{words}\")"),
+            _ => form.to_string(),
+        };
+        Some(format!("{what} on {}", line_ranges(&numbers)))
     })
-    .chain(continuation.iter().map(|l| Evidence {
-        line: l.number,
-        text: l.text.to_string(),
-    }))
-    .collect()
+    .collect();
+    Some(format!("read as pasted text: {}", parts.join("; ")))
+}
+
+/// `line 4`, `lines 1-9, 12`.
+fn line_ranges(numbers: &[usize]) -> String {
+    let mut ranges: Vec<(usize, usize)> = Vec::new();
+    for &n in numbers {
+        match ranges.last_mut() {
+            Some((_, end)) if *end + 1 == n => *end = n,
+            _ => ranges.push((n, n)),
+        }
+    }
+    let text: Vec<String> = ranges
+        .iter()
+        .map(|&(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            }
+        })
+        .collect();
+    let word = if numbers.len() == 1 { "line" } else { "lines" };
+    format!("{word} {}", text.join(", "))
 }
 
 fn unique<'a>(ids: impl Iterator<Item = &'a String>) -> Vec<String> {
@@ -470,8 +751,8 @@ pub fn render_json(diagnosis: &Diagnosis) -> String {
     json
 }
 
-/// The text report: per file a verdict, its fault IDs and the evidence lines; then the fault
-/// IDs found on both sides; then one summary line.
+/// The text report: per file a verdict, its notes, fault IDs and evidence lines; then the
+/// fault IDs found on both sides; then one summary line.
 pub fn render_text(diagnosis: &Diagnosis) -> String {
     let mut out = String::new();
     for file in &diagnosis.files {
@@ -503,32 +784,29 @@ pub fn render_text(diagnosis: &Diagnosis) -> String {
         }
         out.push('\n');
     }
-    let with = diagnosis.files.iter().filter(|f| f.symptom).count();
+    let count = |g: Grade| diagnosis.files.iter().filter(|f| f.grade == g).count();
+    let (confirmed, likely) = (count(Grade::Confirmed), count(Grade::Likely));
     let total = diagnosis.files.len();
-    let _ = match (with, diagnosis.errors.len()) {
-        (0, 0) => writeln!(
-            out,
-            "KB 954960 symptom not found in {total} {}.",
-            files(total)
-        ),
-        (0, e) => writeln!(
-            out,
-            "KB 954960 symptom not found in {total} {}; {e} {} could not be read.",
+    let mut summary = if confirmed + likely == 0 {
+        format!("KB 954960 symptom not found in {total} {}", files(total))
+    } else {
+        let grades: Vec<String> = [(confirmed, "confirmed"), (likely, "likely")]
+            .iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, g)| format!("{g} in {n}"))
+            .collect();
+        format!(
+            "KB 954960 symptom found in {} of {total} {} ({})",
+            confirmed + likely,
             files(total),
-            files(e)
-        ),
-        (n, 0) => writeln!(
-            out,
-            "KB 954960 symptom found in {n} of {total} {}.",
-            files(total)
-        ),
-        (n, e) => writeln!(
-            out,
-            "KB 954960 symptom found in {n} of {total} {}; {e} {} could not be read.",
-            files(total),
-            files(e)
-        ),
+            grades.join(", ")
+        )
     };
+    let errors = diagnosis.errors.len();
+    if errors > 0 {
+        let _ = write!(summary, "; {errors} {} could not be read", files(errors));
+    }
+    let _ = writeln!(out, "{summary}.");
     out
 }
 
@@ -536,58 +814,90 @@ fn files(n: usize) -> &'static str {
     if n == 1 { "file" } else { "files" }
 }
 
-/// One sentence saying what a file shows.
+/// One sentence saying what a file shows, beginning with its grade.
 fn verdict(file: &FileReport) -> String {
     if let Some(client) = &file.client {
-        let last = &client.last_detection;
-        let (n, of) = (client.kb954960_detections, client.detections);
-        return match &last.outcome {
-            DetectionOutcome::FailedThisBug { .. } => format!(
-                "KB 954960 symptom present: the last detection failed with 0x8024400E, \
-                 InternalServerError in SyncUpdates ({n} of {of} detections in this log failed \
-                 this way)."
-            ),
-            outcome if n > 0 => format!(
-                "KB 954960 symptom no longer present: {n} of {of} detections failed with it, \
-                 but the last detection {}.",
-                outcome_phrase(outcome)
-            ),
-            outcome => format!(
-                "no KB 954960 symptom: the last detection {}.",
-                outcome_phrase(outcome)
-            ),
-        };
+        return client_verdict(file.grade, client);
     }
     if let Some(server) = &file.server {
-        if server.duplicate_key_errors == 0 {
-            return "no KB 954960 symptom: no duplicate-key error in the client web service."
-                .to_string();
-        }
-        let keys: Vec<String> = server.keys.iter().map(|k| format!("'{k}'")).collect();
-        let keys = if keys.is_empty() {
-            String::new()
-        } else {
-            format!(" (key {})", keys.join(", "))
-        };
-        let last = server
-            .last_duplicate_key
-            .as_ref()
-            .map(|p| match &p.time {
-                Some(time) => format!(", the last on line {} at {time}", p.line),
-                None => format!(", the last on line {}", p.line),
-            })
-            .unwrap_or_default();
-        return format!(
-            "KB 954960 symptom present: {} duplicate-key {} in the client web service{keys}{last}.",
-            server.duplicate_key_errors,
-            if server.duplicate_key_errors == 1 {
-                "error"
-            } else {
-                "errors"
-            },
-        );
+        return server_verdict(server);
     }
-    "not analysed for KB 954960.".to_string()
+    "KB 954960 not analysed: a Windows 10 log.".to_string()
+}
+
+fn client_verdict(grade: Grade, client: &ClientDetails) -> String {
+    let last = &client.last_detection;
+    let (n, of) = (client.kb954960_detections, client.detections);
+    let tally = format!("{n} of {of} detections in this log failed this way");
+    match (&last.outcome, last.pattern) {
+        (DetectionOutcome::FailedThisBug { .. }, Some(Kb954960Pattern::Complete)) => format!(
+            "KB 954960 confirmed: the last detection failed with 0x8024400E, InternalServerError \
+             in SyncUpdates ({tally})."
+        ),
+        (DetectionOutcome::FailedThisBug { .. }, pattern) => {
+            let head = if grade == Grade::Confirmed {
+                "KB 954960 confirmed by the server log"
+            } else {
+                "KB 954960 likely"
+            };
+            match pattern {
+                Some(Kb954960Pattern::FailureLineMissing) => format!(
+                    "{head}: the SOAP fault says InternalServerError in SyncUpdates, but the \
+                     failure line before it (SyncUpdates failure, error = 0x8024400E) is not in \
+                     this text ({tally})."
+                ),
+                _ => format!(
+                    "{head}: the last detection failed with \"SyncUpdates failure, error = \
+                     0x8024400E, soap client error = 7, soap error code = 400\", but the SOAP \
+                     fault lines that confirm it (ErrorCode:InternalServerError, Method: \
+                     SyncUpdates) are not in this text ({tally})."
+                ),
+            }
+        }
+        (outcome, _) if n > 0 => format!(
+            "KB 954960 no longer present: {n} of {of} detections failed with it, but the last \
+             detection {}.",
+            outcome_phrase(outcome)
+        ),
+        (outcome @ DetectionOutcome::FailedOther { .. }, _) => format!(
+            "another failure, not KB 954960: the last detection {}.",
+            outcome_phrase(outcome)
+        ),
+        (outcome, _) => format!(
+            "KB 954960 not found: the last detection {}.",
+            outcome_phrase(outcome)
+        ),
+    }
+}
+
+fn server_verdict(server: &ServerDetails) -> String {
+    if server.duplicate_key_errors == 0 {
+        return "KB 954960 not found: no duplicate-key error in the client web service."
+            .to_string();
+    }
+    let keys: Vec<String> = server.keys.iter().map(|k| format!("'{k}'")).collect();
+    let keys = if keys.is_empty() {
+        String::new()
+    } else {
+        format!(" (key {})", keys.join(", "))
+    };
+    let last = server
+        .last_duplicate_key
+        .as_ref()
+        .map(|p| match &p.time {
+            Some(time) => format!(", the last on line {} at {time}", p.line),
+            None => format!(", the last on line {}", p.line),
+        })
+        .unwrap_or_default();
+    let errors = if server.duplicate_key_errors == 1 {
+        "error"
+    } else {
+        "errors"
+    };
+    format!(
+        "KB 954960 confirmed: {} duplicate-key {errors} in the client web service{keys}{last}.",
+        server.duplicate_key_errors
+    )
 }
 
 fn outcome_phrase(outcome: &DetectionOutcome) -> String {
@@ -598,8 +908,8 @@ fn outcome_phrase(outcome: &DetectionOutcome) -> String {
         } => format!("succeeded (found {updates} updates and {categories} categories)"),
         DetectionOutcome::FailedThisBug { .. } => "failed with KB 954960's failure".to_string(),
         DetectionOutcome::FailedOther { code } => match hresult::describe(*code) {
-            Some(meaning) => format!("failed with {code} ({meaning}), which is not KB 954960"),
-            None => format!("failed with {code}, which is not KB 954960"),
+            Some(meaning) => format!("failed with {code} ({meaning})"),
+            None => format!("failed with {code}"),
         },
         DetectionOutcome::NotRun { reason } => match reason {
             NotRunReason::NoDetectionSeen => "is not in this log: no detection ran".to_string(),

@@ -51,6 +51,24 @@ pub struct FoundServer {
     pub notes: Vec<String>,
 }
 
+/// A server that a reached server lists as downstream, but that the walk did not log on to: it
+/// is outside the allow-list (`--allow`, `--hosts`), or its reported name is no host name. It
+/// is named in a comment, not written as a server, so that no later command logs on to it
+/// either.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotContacted {
+    /// The name it registered with, as its upstream lists it (escaped when written).
+    pub name: String,
+    /// The server that lists it.
+    pub listed_by: String,
+    /// Its role as listed.
+    pub role: Role,
+    /// Its release as listed.
+    pub version: Option<WsusVersion>,
+    /// Why it was not contacted.
+    pub why: String,
+}
+
 /// Everything `discover` writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Discovery {
@@ -68,10 +86,14 @@ pub struct Discovery {
     pub auth: AuthKind,
     /// A PEM file of CA certificates to trust for HTTPS (absolute).
     pub ca_file: Option<String>,
+    /// The KDC of the account's realm (`HOST:PORT`), for Kerberos.
+    pub kdc: Option<String>,
     /// The `--hosts` file, as given.
     pub hosts_file: Option<String>,
     /// The servers, root first.
     pub servers: Vec<FoundServer>,
+    /// Servers found but not contacted.
+    pub not_contacted: Vec<NotContacted>,
 }
 
 impl Discovery {
@@ -93,9 +115,10 @@ fn quoted(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-/// A comment's text on one line.
+/// A comment's text on one line: whitespace runs collapsed, and (since it may come from a
+/// server) control characters escaped, so that nothing can end the comment or break the YAML.
 fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+    crate::util::terminal::one_line(&s.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
 fn scheme_name(s: Scheme) -> &'static str {
@@ -106,11 +129,7 @@ fn scheme_name(s: Scheme) -> &'static str {
 }
 
 fn auth_name(a: AuthKind) -> &'static str {
-    match a {
-        AuthKind::Negotiate => "negotiate",
-        AuthKind::Ntlm => "ntlm",
-        AuthKind::Basic => "basic",
-    }
+    a.as_str()
 }
 
 fn site_text(s: WsusSite) -> String {
@@ -225,6 +244,38 @@ pub fn render(d: &Discovery) -> String {
         }
         let _ = writeln!(out, "# - incomplete: {}.", parts.join("; "));
     }
+    if !d.not_contacted.is_empty() {
+        let n = d.not_contacted.len();
+        let _ = writeln!(
+            out,
+            "# - not contacted: {n} server{} listed as downstream {} outside the allow-list; wsusfix",
+            if n == 1 { "" } else { "s" },
+            if n == 1 { "is" } else { "are" }
+        );
+        let _ = writeln!(
+            out,
+            "#   did not log on to {} and {} not in this inventory. If one is yours, allow it (--allow",
+            if n == 1 { "it" } else { "them" },
+            if n == 1 { "it is" } else { "they are" }
+        );
+        let _ = writeln!(
+            out,
+            "#   with its DNS suffix or network, or list it in --hosts) and discover again:"
+        );
+        for c in &d.not_contacted {
+            let mut what = vec![format!("{} of {}", c.role, c.listed_by)];
+            if let Some(v) = c.version {
+                what.push(v.display().to_string());
+            }
+            let _ = writeln!(
+                out,
+                "#     {} ({}): {}",
+                one_line(&c.name),
+                what.join(", "),
+                one_line(&c.why)
+            );
+        }
+    }
     if let Some(h) = &d.hosts_file {
         let _ = writeln!(
             out,
@@ -262,6 +313,9 @@ pub fn render(d: &Discovery) -> String {
             .map(|f| format!(", ca_file: {}", quoted(f)))
             .unwrap_or_default()
     );
+    if let Some(kdc) = &d.kdc {
+        let _ = writeln!(out, "  kerberos: {{ kdc: {} }}", quoted(kdc));
+    }
     match site {
         Some(site) => {
             let _ = writeln!(
@@ -347,9 +401,23 @@ fn write_server(out: &mut String, s: &FoundServer, site: Option<WsusSite>, d: &D
         }
     };
     let _ = writeln!(out, "    address: {}  # {address_note}", s.address);
+    // Kerberos names the service by the host's DNS name: the name WSUS reported.
+    let kerberos = d.auth == AuthKind::Kerberos || d.kdc.is_some();
+    if kerberos
+        && s.address != s.name
+        && s.address.parse::<std::net::IpAddr>().is_ok()
+        && s.name.parse::<std::net::IpAddr>().is_err()
+        && crate::core::inventory::check_address(&s.name).is_ok()
+    {
+        let _ = writeln!(
+            out,
+            "    host: {}  # its service principal: HTTP/{}",
+            s.name, s.name
+        );
+    }
     match (s.version, &s.version_string) {
         (Some(v), Some(vs)) => {
-            let _ = writeln!(out, "    version: {}  # {vs}", v.as_str());
+            let _ = writeln!(out, "    version: {}  # {}", v.as_str(), one_line(vs));
         }
         (Some(v), None) => {
             let _ = writeln!(out, "    version: {}", v.as_str());
@@ -357,7 +425,8 @@ fn write_server(out: &mut String, s: &FoundServer, site: Option<WsusSite>, d: &D
         (None, Some(vs)) => {
             let _ = writeln!(
                 out,
-                "    # It reports version {vs}, which is not WSUS 3.0: the default playbook has no path for it."
+                "    # It reports version {}, which is not WSUS 3.0: the default playbook has no path for it.",
+                one_line(vs)
             );
         }
         (None, None) => {}
@@ -414,8 +483,10 @@ mod tests {
             port: 5985,
             auth: AuthKind::Negotiate,
             ca_file: None,
+            kdc: None,
             hosts_file: Some("sim-hosts".into()),
             servers,
+            not_contacted: Vec::new(),
         }
     }
 
@@ -539,5 +610,55 @@ mod tests {
         assert!(text.contains("# It reports version 6.2.9200.16384, which is not WSUS 3.0"));
         let inv = inventory::load(&text).inventory.expect("valid");
         assert_eq!(inv.servers()[0].version, None);
+    }
+
+    #[test]
+    fn servers_not_contacted_are_comments_only() {
+        let mut d = discovery(vec![server("hq", None, Role::Upstream)]);
+        d.not_contacted.push(NotContacted {
+            name: "rogue.evil.example\n  x: 1".into(),
+            listed_by: "hq".into(),
+            role: Role::Replica,
+            version: Some(WsusVersion::Rtm),
+            why: "outside the allow-list".into(),
+        });
+        let text = render(&d);
+        let inv = inventory::load(&text).inventory.expect("valid");
+        assert_eq!(inv.servers().len(), 1);
+        assert!(
+            text.contains(
+                "#     rogue.evil.example x: 1 (replica of hq, 3.0 RTM): outside the allow-list\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            "# - not contacted: 1 server listed as downstream is outside the allow-list"
+        ));
+    }
+
+    #[test]
+    fn server_text_cannot_break_out_of_a_comment() {
+        let mut hq = server("hq", None, Role::Upstream);
+        hq.version_string =
+            Some("3.0.6000.273\n    insecure_skip_tls_verify: true\u{85}\x1b[2J".into());
+        hq.notes.push("note\r\n  evil: yes".into());
+        let text = render(&discovery(vec![hq]));
+        let loaded = inventory::load(&text);
+        assert!(
+            loaded.diagnostics.is_empty(),
+            "{text}\n{:?}",
+            loaded.diagnostics
+        );
+        assert!(
+            !loaded.inventory.unwrap().servers()[0]
+                .winrm
+                .insecure_skip_tls_verify
+        );
+        assert!(
+            text.contains(
+                "version: 3.0-rtm  # 3.0.6000.273 insecure_skip_tls_verify: true \\e[2J\n"
+            ),
+            "{text}"
+        );
     }
 }

@@ -138,12 +138,39 @@ impl Scheme {
     }
 }
 
+/// How `ca_file` is trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CaMode {
+    /// The CA file's certificates are the only roots (`ca_mode: only`, the default).
+    #[default]
+    Only,
+    /// They are trusted in addition to the system's roots (`ca_mode: add`).
+    Add,
+}
+
+impl CaMode {
+    fn is_default(&self) -> bool {
+        *self == CaMode::Only
+    }
+}
+
+/// The default cap on one command's output, in MiB (`winrm: { max_output_mb: N }`).
+pub const DEFAULT_MAX_OUTPUT_MB: u32 = 16;
+
+fn is_default_max_output(mb: &u32) -> bool {
+    *mb == DEFAULT_MAX_OUTPUT_MB
+}
+
 /// WinRM authentication.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AuthKind {
-    /// SPNEGO (NTLM inside), as Windows advertises it.
+    /// SPNEGO, as Windows advertises it: Kerberos when the user is `user@REALM` and a KDC is
+    /// known for the realm (here or in `KRB5_CONFIG`), NTLM otherwise.
     Negotiate,
+    /// Kerberos only, never NTLM (hardened domains turn NTLM off).
+    Kerberos,
     /// Raw NTLMSSP.
     Ntlm,
     /// Basic (HTTPS only; local accounts only on Windows).
@@ -160,6 +187,18 @@ pub enum SecretRef {
     File(String),
     /// Asked on the terminal.
     Prompt,
+}
+
+impl AuthKind {
+    /// The name used in YAML.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthKind::Negotiate => "negotiate",
+            AuthKind::Kerberos => "kerberos",
+            AuthKind::Ntlm => "ntlm",
+            AuthKind::Basic => "basic",
+        }
+    }
 }
 
 impl fmt::Display for SecretRef {
@@ -192,10 +231,23 @@ pub struct WinrmTarget {
     pub auth: AuthKind,
     /// A PEM file of CA certificates to trust for HTTPS.
     pub ca_file: Option<String>,
+    /// Whether `ca_file` replaces the system's roots or adds to them.
+    #[serde(skip_serializing_if = "CaMode::is_default")]
+    pub ca_mode: CaMode,
     /// HTTPS without certificate verification (explicit, per host).
     pub insecure_skip_tls_verify: bool,
     /// WS-Man OperationTimeout in seconds (Receive long-poll).
     pub operation_timeout: u32,
+    /// The most output (stdout and stderr) one command may produce, in MiB.
+    #[serde(skip_serializing_if = "is_default_max_output")]
+    pub max_output_mb: u32,
+    /// The service class of the host's service principal (`HTTP` when unset).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spn_service: Option<String>,
+    /// The KDC (`HOST:PORT`) of the account's realm, from `defaults.kerberos`, for Kerberos and
+    /// Negotiate; unset: the realm's entry in `KRB5_CONFIG` at run time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kdc: Option<String>,
 }
 
 /// The WSUS web site of a server.
@@ -214,6 +266,9 @@ pub struct ClientComputer {
     pub name: String,
     /// Its address.
     pub address: String,
+    /// The DNS name in its service principal (`HTTP/<host>`), when it is not the address.
+    #[serde(rename = "host", skip_serializing_if = "Option::is_none")]
+    pub spn_host: Option<String>,
     /// How to reach it.
     pub winrm: WinrmTarget,
     /// The account to use on it.
@@ -235,8 +290,11 @@ pub struct Server {
     pub role: Role,
     /// The server it syncs from (replica and autonomous servers).
     pub upstream: Option<String>,
-    /// IP address or DNS name.
+    /// IP address or DNS name: what is dialled.
     pub address: String,
+    /// The DNS name in its service principal (`HTTP/<host>`), when it is not the address.
+    #[serde(rename = "host", skip_serializing_if = "Option::is_none")]
+    pub spn_host: Option<String>,
     /// How to reach it over WinRM.
     pub winrm: WinrmTarget,
     /// Its WSUS web site.
@@ -338,21 +396,92 @@ pub fn load(text: &str) -> Loaded {
 }
 
 const TOP_KEYS: &[&str] = &["defaults", "servers"];
-const DEFAULT_KEYS: &[&str] = &["username", "password", "winrm", "wsus", "clients"];
+const DEFAULT_KEYS: &[&str] = &[
+    "username", "password", "winrm", "wsus", "clients", "kerberos",
+];
 const CLIENT_DEFAULT_KEYS: &[&str] = &["username", "password", "winrm"];
 const SERVER_KEYS: &[&str] = &[
-    "role", "upstream", "address", "winrm", "wsus", "version", "arch", "username", "password",
-    "clients",
+    "role", "upstream", "address", "host", "winrm", "wsus", "version", "arch", "username",
+    "password", "clients",
 ];
-const CLIENT_KEYS: &[&str] = &["address", "winrm", "username", "password"];
+const CLIENT_KEYS: &[&str] = &["address", "host", "winrm", "username", "password"];
 const WINRM_KEYS: &[&str] = &[
     "scheme",
     "port",
     "auth",
     "ca_file",
+    "ca_mode",
     "insecure_skip_tls_verify",
     "operation_timeout",
+    "max_output_mb",
+    "spn_service",
 ];
+const KERBEROS_KEYS: &[&str] = &["kdc", "realms"];
+const REALM_KEYS: &[&str] = &["kdc"];
+
+/// `defaults.kerberos`: where the KDCs are.
+#[derive(Debug, Clone, Default)]
+struct KerberosDefaults {
+    /// The KDC of any realm not listed in `realms`.
+    kdc: Option<String>,
+    /// KDCs by realm (upper-cased).
+    realms: BTreeMap<String, String>,
+}
+
+impl KerberosDefaults {
+    /// The KDC of `realm`, if the inventory names one.
+    fn kdc_of(&self, realm: &str) -> Option<String> {
+        self.realms
+            .get(&realm.to_ascii_uppercase())
+            .or(self.kdc.as_ref())
+            .cloned()
+    }
+}
+
+/// The realm of a user principal name (`user@REALM`): its suffix in capitals. `None` for a
+/// down-level (`DOMAIN\user`) or bare name.
+pub fn upn_realm(username: &str) -> Option<String> {
+    let (user, suffix) = username.trim().rsplit_once('@')?;
+    if user.is_empty() || suffix.is_empty() || user.contains('\\') || suffix.contains('\\') {
+        return None;
+    }
+    Some(suffix.to_ascii_uppercase())
+}
+
+/// Checks a KDC address: `HOST` or `HOST:PORT`, an IPv6 address in brackets with a port.
+pub fn check_kdc(text: &str) -> Result<(), String> {
+    let t = text.trim();
+    let (host, port) = if let Some(v6) = t.strip_prefix('[') {
+        match v6.split_once("]:") {
+            Some((h, p)) => (h, Some(p)),
+            None => (v6.strip_suffix(']').unwrap_or(v6), None),
+        }
+    } else if t.matches(':').count() > 1 {
+        (t, None)
+    } else {
+        match t.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (t, None),
+        }
+    };
+    if let Some(p) = port
+        && !p.parse::<u16>().is_ok_and(|p| p > 0)
+    {
+        return Err(format!(
+            "`{text}` has no valid port (write HOST:PORT, e.g. dc01.corp.example:88)"
+        ));
+    }
+    if host.parse::<IpAddr>().is_ok() {
+        return Ok(());
+    }
+    check_address(host).map_err(|(msg, _)| format!("KDC {msg}"))
+}
+
+/// Checks a service class (`HTTP`, `WSMAN`).
+fn check_spn_service(text: &str) -> bool {
+    text.starts_with(|c: char| c.is_ascii_alphabetic())
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
 const WSUS_KEYS: &[&str] = &["port", "ssl"];
 
 /// Partially specified WinRM settings, before defaults are applied.
@@ -362,8 +491,11 @@ struct WinrmPartial {
     port: Option<u16>,
     auth: Option<AuthKind>,
     ca_file: Option<String>,
+    ca_mode: Option<(CaMode, Span)>,
     insecure: Option<(bool, Span)>,
     operation_timeout: Option<u32>,
+    max_output_mb: Option<u32>,
+    spn_service: Option<String>,
     /// Where the block is, for errors found when combining.
     span: Option<Span>,
     port_span: Option<Span>,
@@ -374,6 +506,8 @@ struct WinrmPartial {
 #[derive(Debug, Clone, Default)]
 struct CredPartial {
     username: Option<String>,
+    /// Where the username is written.
+    username_span: Option<Span>,
     password: Option<SecretRef>,
     /// A value was given but was invalid (already reported): do not report it missing too.
     poisoned: bool,
@@ -386,10 +520,14 @@ struct Defaults {
     wsus: Option<WsusSite>,
     client_creds: CredPartial,
     client_winrm: WinrmPartial,
+    kerberos: KerberosDefaults,
 }
 
 struct Validator<'d> {
     diags: &'d mut Vec<Diagnostic>,
+    /// Spans of user names already reported as unusable for Kerberos (a default is reported
+    /// once, not once per host).
+    reported_users: std::collections::HashSet<Span>,
 }
 
 /// A mapping being read: remembers which keys were looked at to report unknown ones.
@@ -414,7 +552,10 @@ impl<'n> Fields<'n> {
 
 impl<'d> Validator<'d> {
     fn new(diags: &'d mut Vec<Diagnostic>) -> Self {
-        Validator { diags }
+        Validator {
+            diags,
+            reported_users: std::collections::HashSet::new(),
+        }
     }
 
     fn err(&mut self, d: Diagnostic) {
@@ -615,7 +756,10 @@ impl<'d> Validator<'d> {
     fn credentials_into(&mut self, f: &Fields<'_>, what: &str, into: &mut CredPartial) {
         if let Some(u) = f.get("username") {
             match self.string(u, &format!("username of {what}")) {
-                Some(u) => into.username = Some(u),
+                Some(name) => {
+                    into.username = Some(name);
+                    into.username_span = Some(u.span);
+                }
                 None => into.poisoned = true,
             }
         }
@@ -653,6 +797,7 @@ impl<'d> Validator<'d> {
                 "winrm auth",
                 &[
                     ("negotiate", AuthKind::Negotiate),
+                    ("kerberos", AuthKind::Kerberos),
                     ("ntlm", AuthKind::Ntlm),
                     ("basic", AuthKind::Basic),
                 ],
@@ -662,6 +807,34 @@ impl<'d> Validator<'d> {
         if let Some(n) = f.get("ca_file") {
             w.ca_file = self.string(n, "ca_file");
             w.ca_span = Some(n.span);
+        }
+        if let Some(n) = f.get("ca_mode")
+            && let Some(mode) = self.choice(
+                n,
+                "ca_mode",
+                &[("only", CaMode::Only), ("add", CaMode::Add)],
+            )
+        {
+            w.ca_mode = Some((mode, n.span));
+        }
+        if let Some(n) = f.get("max_output_mb") {
+            match n.as_i64() {
+                Some(mb) if (1..=1024).contains(&mb) => w.max_output_mb = Some(mb as u32),
+                _ => self.err(
+                    Diagnostic::error(
+                        format!(
+                            "max_output_mb must be a number of MiB from 1 to 1024, found {}",
+                            n.as_scalar_text()
+                                .map(|t| format!("`{t}`"))
+                                .unwrap_or_else(|| n.kind().into())
+                        ),
+                        n.span,
+                    )
+                    .with_help(format!(
+                        "the most output one command may produce; {DEFAULT_MAX_OUTPUT_MB} by default"
+                    )),
+                ),
+            }
         }
         if let Some(n) = f.get("insecure_skip_tls_verify")
             && let Some(b) = self.boolean(n, "insecure_skip_tls_verify")
@@ -676,6 +849,25 @@ impl<'d> Validator<'d> {
                 );
             } else {
                 w.insecure = Some((b, n.span));
+            }
+        }
+        if let Some(n) = f.get("spn_service")
+            && let Some(text) = self.string(n, "spn_service")
+        {
+            if check_spn_service(&text) {
+                w.spn_service = Some(text);
+            } else {
+                self.err(
+                    Diagnostic::error(
+                        format!(
+                            "spn_service must be a service class like HTTP or WSMAN, found `{text}`"
+                        ),
+                        n.span,
+                    )
+                    .with_help(
+                        "the service principal is SERVICE/host; write only the SERVICE part",
+                    ),
+                );
             }
         }
         if let Some(n) = f.get("operation_timeout") {
@@ -716,7 +908,19 @@ impl<'d> Validator<'d> {
         let port = own.port.or(inherited_port).unwrap_or(scheme.default_port());
         let auth = own.auth.or(defaults.auth).unwrap_or(AuthKind::Negotiate);
         let ca_file = own.ca_file.clone().or_else(|| defaults.ca_file.clone());
+        let ca_mode = own.ca_mode.or(defaults.ca_mode);
         let insecure = own.insecure.map(|(b, _)| b).unwrap_or(false);
+        if let Some((_, span)) = ca_mode
+            && ca_file.is_none()
+        {
+            self.err(
+                Diagnostic::error(
+                    format!("ca_mode is set for {what}, which has no ca_file"),
+                    span,
+                )
+                .with_help("ca_mode says how ca_file is trusted: only (the default) or add"),
+            );
+        }
         if scheme == Scheme::Http && auth == AuthKind::Basic {
             let span = own
                 .auth_span
@@ -756,18 +960,192 @@ impl<'d> Validator<'d> {
                     .with_help("it only applies with scheme: https"),
                 );
             }
+        } else if let Some((true, span)) = own.insecure {
+            // Said wherever the inventory is loaded: validate, plan, exec, verify, apply.
+            self.diags.push(
+                Diagnostic::warning(
+                    format!("TLS verification is off for {what} (insecure_skip_tls_verify)"),
+                    span,
+                )
+                .with_label("any server that answers on its address can pose as it")
+                .with_help(
+                    "an impostor learns what is sent there, Basic passwords included; trust the \
+                     host's CA with ca_file instead",
+                ),
+            );
         }
         WinrmTarget {
             scheme,
             port,
             auth,
             ca_file,
+            ca_mode: ca_mode.map(|(m, _)| m).unwrap_or_default(),
             insecure_skip_tls_verify: insecure,
             operation_timeout: own
                 .operation_timeout
                 .or(defaults.operation_timeout)
                 .unwrap_or(20),
+            max_output_mb: own
+                .max_output_mb
+                .or(defaults.max_output_mb)
+                .unwrap_or(DEFAULT_MAX_OUTPUT_MB),
+            spn_service: own
+                .spn_service
+                .clone()
+                .or_else(|| defaults.spn_service.clone()),
+            kdc: None,
         }
+    }
+
+    /// Reads a KDC address.
+    fn kdc(&mut self, node: &Node, what: &str) -> Option<String> {
+        let text = self.string(node, what)?;
+        match check_kdc(&text) {
+            Ok(()) => Some(text.trim().to_string()),
+            Err(m) => {
+                self.err(
+                    Diagnostic::error(format!("{what}: {m}"), node.span).with_help(
+                        "the KDC is a domain controller: HOST or HOST:PORT (port 88 by default)",
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// `defaults.kerberos`.
+    fn kerberos_defaults(&mut self, node: &Node) -> KerberosDefaults {
+        let mut k = KerberosDefaults::default();
+        let Some(f) = self.fields(node, "defaults.kerberos", KERBEROS_KEYS) else {
+            return k;
+        };
+        if let Some(n) = f.get("kdc") {
+            k.kdc = self.kdc(n, "kerberos kdc");
+        }
+        if let Some(n) = f.get("realms") {
+            let Some(entries) = n.as_map() else {
+                self.err(
+                    Diagnostic::error(
+                        format!(
+                            "kerberos realms must be a mapping of realm names, found {}",
+                            n.kind()
+                        ),
+                        n.span,
+                    )
+                    .with_help("write `realms: { CORP.EXAMPLE: { kdc: dc01.corp.example:88 } }`"),
+                );
+                return k;
+            };
+            for (key, body) in entries {
+                let Some(realm) = key.as_scalar_text().filter(|r| {
+                    !r.is_empty() && !r.chars().any(|c| c.is_whitespace() || "@/\\".contains(c))
+                }) else {
+                    self.err(Diagnostic::error(
+                        "a realm name must be a plain name like CORP.EXAMPLE",
+                        key.span,
+                    ));
+                    continue;
+                };
+                let what = format!("realm `{realm}`");
+                let Some(rf) = self.fields(body, &what, REALM_KEYS) else {
+                    continue;
+                };
+                match rf.get("kdc") {
+                    Some(n) => {
+                        if let Some(kdc) = self.kdc(n, &format!("kdc of {what}")) {
+                            k.realms.insert(realm.to_ascii_uppercase(), kdc);
+                        }
+                    }
+                    None => self.err(Diagnostic::error(format!("{what} has no kdc"), body.span)),
+                }
+            }
+        }
+        k
+    }
+
+    /// Reads a host's `host:` (the DNS name of its service principal).
+    fn spn_host(&mut self, node: &Node, what: &str) -> Option<String> {
+        let text = self.string(node, &format!("host of {what}"))?;
+        let text = text.trim().to_string();
+        if text.parse::<IpAddr>().is_ok() {
+            self.err(
+                Diagnostic::error(format!("host of {what} is an IP address, `{text}`"), node.span)
+                    .with_label("a service principal names the host by its DNS name")
+                    .with_help("write the name its SPN is registered under (HTTP/NAME), e.g. wsus01.corp.example; keep the IP in `address:`"),
+            );
+            return None;
+        }
+        match check_address(&text) {
+            Ok(()) => Some(text.to_ascii_lowercase()),
+            Err((msg, help)) => {
+                let mut d = Diagnostic::error(format!("host of {what}: {msg}"), node.span);
+                if let Some(h) = help {
+                    d = d.with_help(h);
+                }
+                self.err(d);
+                None
+            }
+        }
+    }
+
+    /// Kerberos and Negotiate: the KDC from the inventory, and for Kerberos the checks that make
+    /// a logon possible at all (a `user@REALM` name, a host name for the service principal).
+    #[allow(clippy::too_many_arguments)]
+    fn finish_kerberos(
+        &mut self,
+        winrm: &mut WinrmTarget,
+        credentials: &Credentials,
+        username_span: Option<Span>,
+        address: &str,
+        address_span: Span,
+        spn_host: Option<&str>,
+        kerberos: &KerberosDefaults,
+        what: &str,
+    ) -> bool {
+        if !matches!(winrm.auth, AuthKind::Kerberos | AuthKind::Negotiate) {
+            return true;
+        }
+        let realm = upn_realm(&credentials.username);
+        winrm.kdc = realm.as_deref().and_then(|r| kerberos.kdc_of(r));
+        if winrm.auth != AuthKind::Kerberos {
+            return true;
+        }
+        let mut ok = true;
+        if realm.is_none() {
+            let span = username_span.unwrap_or(address_span);
+            if self.reported_users.insert(span) {
+                let user = credentials.username.trim();
+                let example = match user.rsplit_once('\\') {
+                    Some((domain, account)) if !domain.is_empty() && domain != "." => {
+                        format!("{account}@{}.EXAMPLE", domain.to_ascii_uppercase())
+                    }
+                    _ => format!("{}@CORP.EXAMPLE", user.rsplit('\\').next().unwrap_or(user)),
+                };
+                self.err(
+                    Diagnostic::error(
+                        format!("{what} uses Kerberos, which needs the user principal name (user@REALM), not `{user}`"),
+                        span,
+                    )
+                    .with_label("a down-level DOMAIN\\user name does not say the Kerberos realm")
+                    .with_help(format!(
+                        "write the account as user@REALM with the domain's DNS name in capitals, e.g. {example}"
+                    )),
+                );
+            }
+            ok = false;
+        }
+        if spn_host.is_none() && address.parse::<IpAddr>().is_ok() {
+            self.err(
+                Diagnostic::error(
+                    format!("{what} uses Kerberos, but its address `{address}` is an IP and it has no `host:`"),
+                    address_span,
+                )
+                .with_label("Kerberos names the service by the host's DNS name")
+                .with_help("add `host: NAME` with the name its SPN is registered under (HTTP/NAME); `address:` stays what is dialled"),
+            );
+            ok = false;
+        }
+        ok
     }
 
     fn wsus_site(&mut self, node: &Node, what: &str) -> Option<WsusSite> {
@@ -838,6 +1216,9 @@ impl<'d> Validator<'d> {
         if let Some(w) = f.get("wsus") {
             d.wsus = self.wsus_site(w, "defaults");
         }
+        if let Some(k) = f.get("kerberos") {
+            d.kerberos = self.kerberos_defaults(k);
+        }
         if let Some(c) = f.get("clients")
             && let Some(cf) = self.fields(c, "defaults.clients", CLIENT_DEFAULT_KEYS)
         {
@@ -855,7 +1236,15 @@ impl<'d> Validator<'d> {
         fallback: &[&CredPartial],
         what: &str,
         span: Span,
-    ) -> Option<Credentials> {
+    ) -> Option<(Credentials, Option<Span>)> {
+        let username_span = if own.username.is_some() {
+            own.username_span
+        } else {
+            fallback
+                .iter()
+                .find(|c| c.username.is_some())
+                .and_then(|c| c.username_span)
+        };
         let username = own
             .username
             .or_else(|| fallback.iter().find_map(|c| c.username.clone()));
@@ -864,7 +1253,9 @@ impl<'d> Validator<'d> {
             .or_else(|| fallback.iter().find_map(|c| c.password.clone()));
         let poisoned = own.poisoned || fallback.iter().any(|c| c.poisoned);
         match (username, password) {
-            (Some(username), Some(password)) => Some(Credentials { username, password }),
+            (Some(username), Some(password)) => {
+                Some((Credentials { username, password }, username_span))
+            }
             _ if poisoned => None,
             (u, p) => {
                 let missing = match (u.is_none(), p.is_none()) {
@@ -1149,11 +1540,21 @@ impl<'d> Validator<'d> {
                 None
             }
         };
+        let spn_host = match f.get("host") {
+            Some(n) => {
+                let h = self.spn_host(n, &what);
+                if h.is_none() {
+                    broken = true;
+                }
+                h
+            }
+            None => None,
+        };
         let own_winrm = match f.get("winrm") {
             Some(n) => self.winrm_partial(n, &what, true),
             None => WinrmPartial::default(),
         };
-        let winrm = self.resolve_winrm(&own_winrm, &defaults.winrm, &what);
+        let mut winrm = self.resolve_winrm(&own_winrm, &defaults.winrm, &what);
         let wsus = match f.get("wsus") {
             Some(n) => self.wsus_site(n, &what)?,
             None => defaults.wsus.unwrap_or(WsusSite {
@@ -1180,6 +1581,21 @@ impl<'d> Validator<'d> {
         let mut own_creds = CredPartial::default();
         self.credentials_into(&f, &what, &mut own_creds);
         let credentials = self.finish_creds(own_creds, &[&defaults.creds], &what, span);
+        if let (Some((c, user_span)), Some(a)) = (&credentials, &address)
+            && !self.finish_kerberos(
+                &mut winrm,
+                c,
+                *user_span,
+                a,
+                address_span,
+                spn_host.as_deref(),
+                &defaults.kerberos,
+                &what,
+            )
+        {
+            broken = true;
+        }
+        let credentials = credentials.map(|(c, _)| c);
         let mut clients = Vec::new();
         let mut clients_ok = true;
         if let Some(cn) = f.get("clients") {
@@ -1221,6 +1637,7 @@ impl<'d> Validator<'d> {
             role,
             upstream,
             address,
+            spn_host,
             winrm,
             wsus,
             version,
@@ -1275,6 +1692,15 @@ impl<'d> Validator<'d> {
                 None
             }
         };
+        let mut broken = false;
+        let spn_host = match f.get("host") {
+            Some(n) => {
+                let h = self.spn_host(n, &what);
+                broken = h.is_none();
+                h
+            }
+            None => None,
+        };
         let own = match f.get("winrm") {
             Some(n) => self.winrm_partial(n, &what, true),
             None => WinrmPartial::default(),
@@ -1286,19 +1712,37 @@ impl<'d> Validator<'d> {
         base.auth = base.auth.or(defaults.winrm.auth);
         base.auth_span = base.auth_span.or(defaults.winrm.auth_span);
         base.ca_file = base.ca_file.or(defaults.winrm.ca_file.clone());
+        base.ca_mode = base.ca_mode.or(defaults.winrm.ca_mode);
         base.operation_timeout = base.operation_timeout.or(defaults.winrm.operation_timeout);
-        let winrm = self.resolve_winrm(&own, &base, &what);
+        base.max_output_mb = base.max_output_mb.or(defaults.winrm.max_output_mb);
+        base.spn_service = base.spn_service.or(defaults.winrm.spn_service.clone());
+        let mut winrm = self.resolve_winrm(&own, &base, &what);
         let mut own_creds = CredPartial::default();
         self.credentials_into(&f, &what, &mut own_creds);
-        let credentials = self.finish_creds(
+        let (credentials, user_span) = self.finish_creds(
             own_creds,
             &[&defaults.client_creds, &defaults.creds],
             &what,
             key.span,
         )?;
+        let address = address?;
+        if !self.finish_kerberos(
+            &mut winrm,
+            &credentials,
+            user_span,
+            &address,
+            address_span,
+            spn_host.as_deref(),
+            &defaults.kerberos,
+            &what,
+        ) || broken
+        {
+            return None;
+        }
         Some(ClientComputer {
             name: name.to_string(),
-            address: address?,
+            address,
+            spn_host,
             winrm,
             credentials,
             span: key.span,
@@ -1459,6 +1903,68 @@ servers:
     }
 
     #[test]
+    fn skipping_tls_verification_is_warned_about() {
+        let text = LAB.replace(
+            "    address: 127.0.1.2\n",
+            "    address: 127.0.1.2\n    winrm: { scheme: https, insecure_skip_tls_verify: true }\n",
+        );
+        let loaded = load(&text);
+        assert!(loaded.inventory.is_some());
+        let warnings: Vec<&Diagnostic> = loaded
+            .diagnostics
+            .iter()
+            .filter(|d| !d.is_error())
+            .collect();
+        assert_eq!(warnings.len(), 1, "{:?}", loaded.diagnostics);
+        assert!(
+            warnings[0]
+                .message
+                .starts_with("TLS verification is off for server `wsus-eu`"),
+            "{}",
+            warnings[0].message
+        );
+        assert_eq!(warnings[0].line_col().map(|(l, _)| l), Some(16));
+        assert!(load(LAB).diagnostics.is_empty());
+    }
+
+    #[test]
+    fn ca_mode_and_the_output_cap() {
+        let text = LAB.replace(
+            "    address: 127.0.1.2\n",
+            "    address: 127.0.1.2\n    winrm: { scheme: https, ca_file: ca.pem, ca_mode: add, max_output_mb: 64 }\n",
+        );
+        let inv = load(&text).inventory.unwrap();
+        let eu = inv.get("wsus-eu").unwrap();
+        assert_eq!(eu.winrm.ca_mode, CaMode::Add);
+        assert_eq!(eu.winrm.max_output_mb, 64);
+        let hq = inv.get("wsus-hq").unwrap();
+        assert_eq!(
+            (hq.winrm.ca_mode, hq.winrm.max_output_mb),
+            (CaMode::Only, DEFAULT_MAX_OUTPUT_MB)
+        );
+        // The defaults keep the canonical form (and so the fingerprint) of older inventories.
+        assert!(!inv.canonical().contains("wsus-hq\",\"ca_mode"));
+        assert_eq!(inv.canonical().matches("ca_mode").count(), 1);
+
+        let text = LAB.replace(
+            "    address: 127.0.1.2\n",
+            "    address: 127.0.1.2\n    winrm: { scheme: https, ca_mode: add, max_output_mb: 0 }\n",
+        );
+        let e = errors(&text);
+        assert!(
+            e.iter()
+                .any(|(_, _, m)| m
+                    .contains("ca_mode is set for server `wsus-eu`, which has no ca_file")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter().any(|(_, _, m)| m
+                .contains("max_output_mb must be a number of MiB from 1 to 1024, found `0`")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
     fn literal_passwords_are_refused_with_the_reason() {
         let text = LAB.replace("env:WSUSFIX_PASSWORD", "Passw0rd!");
         let d = load(&text).diagnostics;
@@ -1533,6 +2039,166 @@ servers:
         assert!(check_address("wsus01:8530").is_err());
         assert!(check_address("bad_host").is_err());
         assert!(check_address("-x.contoso.com").is_err());
+    }
+
+    const KERBEROS: &str = "\
+defaults:
+  username: wsusfix@LAB.TEST
+  password: env:WSUSFIX_PASSWORD
+  winrm: { auth: kerberos }
+  kerberos:
+    kdc: 127.0.0.1:18888
+    realms:
+      emea.lab.test: { kdc: dc-emea.lab.test }
+servers:
+  wsus-hq:
+    role: upstream
+    address: 127.0.1.1
+    host: WSUS-HQ.lab.test
+    clients:
+      pc-hq-1: { address: 127.0.2.1, host: pc-hq-1.lab.test }
+  wsus-eu:
+    role: replica
+    upstream: wsus-hq
+    address: wsus-eu.lab.test
+    username: ops@EMEA.LAB.TEST
+    winrm: { spn_service: WSMAN }
+";
+
+    #[test]
+    fn kerberos_settings_load() {
+        let loaded = load(KERBEROS);
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        let inv = loaded.inventory.unwrap();
+        let hq = inv.get("wsus-hq").unwrap();
+        assert_eq!(hq.winrm.auth, AuthKind::Kerberos);
+        assert_eq!(
+            hq.spn_host.as_deref(),
+            Some("wsus-hq.lab.test"),
+            "lower-cased"
+        );
+        assert_eq!(hq.winrm.kdc.as_deref(), Some("127.0.0.1:18888"));
+        assert_eq!(hq.winrm.spn_service, None);
+        assert_eq!(hq.clients[0].spn_host.as_deref(), Some("pc-hq-1.lab.test"));
+        assert_eq!(hq.clients[0].winrm.kdc.as_deref(), Some("127.0.0.1:18888"));
+        let eu = inv.get("wsus-eu").unwrap();
+        assert_eq!(
+            eu.winrm.kdc.as_deref(),
+            Some("dc-emea.lab.test"),
+            "the realm's own KDC"
+        );
+        assert_eq!(eu.winrm.spn_service.as_deref(), Some("WSMAN"));
+        assert_eq!(eu.spn_host, None, "a DNS address is its own SPN host");
+        assert!(inv.canonical().contains("\"host\":\"wsus-hq.lab.test\""));
+    }
+
+    #[test]
+    fn inventories_without_kerberos_keep_their_canonical_form() {
+        let inv = load(LAB).inventory.unwrap();
+        let text = inv.canonical();
+        assert!(!text.contains("\"host\""), "{text}");
+        assert!(
+            !text.contains("spn_service") && !text.contains("kdc"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn kerberos_needs_a_upn_and_a_host_name() {
+        let text = KERBEROS
+            .replace("username: wsusfix@LAB.TEST", "username: LAB\\wsusfix")
+            .replace("    host: WSUS-HQ.lab.test\n", "");
+        let d: Vec<_> = load(&text)
+            .diagnostics
+            .into_iter()
+            .filter(|d| d.is_error())
+            .collect();
+        // The default user name is reported once, at its line, for every host that uses it.
+        let upn: Vec<_> = d
+            .iter()
+            .filter(|d| d.message.contains("needs the user principal name"))
+            .collect();
+        assert_eq!(upn.len(), 1, "{d:?}");
+        assert_eq!(upn[0].line_col(), Some((2, 13)));
+        assert!(
+            upn[0]
+                .help
+                .as_deref()
+                .unwrap()
+                .contains("wsusfix@LAB.EXAMPLE"),
+            "{:?}",
+            upn[0].help
+        );
+        let ip: Vec<_> = d
+            .iter()
+            .filter(|d| d.message.contains("is an IP and it has no `host:`"))
+            .collect();
+        assert_eq!(ip.len(), 1, "{d:?}");
+        assert_eq!(ip[0].line_col(), Some((12, 14)));
+        assert!(ip[0].help.as_deref().unwrap().contains("add `host: NAME`"));
+        assert_eq!(d.len(), 2, "{d:?}");
+
+        // NTLM does not care.
+        let ntlm = text.replace("winrm: { auth: kerberos }", "winrm: { auth: ntlm }");
+        assert!(load(&ntlm).inventory.is_some());
+    }
+
+    #[test]
+    fn bad_kerberos_values_are_reported_where_written() {
+        let text = KERBEROS
+            .replace("kdc: 127.0.0.1:18888", "kdc: 127.0.0.1:0")
+            .replace("host: WSUS-HQ.lab.test", "host: 10.0.0.1")
+            .replace("spn_service: WSMAN", "spn_service: HTTP/x")
+            .replace("auth: kerberos", "auth: kerberoz");
+        let e = errors(&text);
+        assert!(
+            e.iter().any(|(l, _, m)| *l == 6
+                && m.contains("kerberos kdc")
+                && m.contains("no valid port")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|(l, c, m)| (*l, *c) == (13, 11) && m.contains("is an IP address")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|(l, _, m)| *l == 21 && m.contains("spn_service must be a service class")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|(l, _, m)| *l == 4
+                    && m.contains("winrm auth must be one of negotiate | kerberos")),
+            "{e:?}"
+        );
+        let unknown = KERBEROS.replace("realms:", "realmz:");
+        assert!(
+            errors(&unknown)
+                .iter()
+                .any(|(_, _, m)| m.contains("unknown key `realmz` in defaults.kerberos")),
+            "{:?}",
+            errors(&unknown)
+        );
+    }
+
+    #[test]
+    fn negotiate_takes_the_inventory_kdc_of_upn_accounts_only() {
+        let text = KERBEROS.replace("winrm: { auth: kerberos }", "winrm: { auth: negotiate }");
+        let inv = load(&text).inventory.unwrap();
+        assert_eq!(
+            inv.get("wsus-hq").unwrap().winrm.kdc.as_deref(),
+            Some("127.0.0.1:18888")
+        );
+        let down_level = text.replace("username: wsusfix@LAB.TEST", "username: LAB\\wsusfix");
+        let inv = load(&down_level).inventory.unwrap();
+        assert_eq!(inv.get("wsus-hq").unwrap().winrm.kdc, None, "NTLM then");
+        assert_eq!(upn_realm("a@corp.example").as_deref(), Some("CORP.EXAMPLE"));
+        assert_eq!(upn_realm("CORP\\a"), None);
+        assert!(check_kdc("[::1]:88").is_ok());
+        assert!(check_kdc("dc01").is_ok());
+        assert!(check_kdc("dc_01:88").is_err());
     }
 
     #[test]

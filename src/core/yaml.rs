@@ -3,11 +3,23 @@
 //!
 //! Built on `saphyr-parser`'s event stream (YAML 1.2). Aliases are expanded; duplicate mapping keys
 //! are kept (the caller decides what a duplicate means and reports it with both positions).
+//!
+//! The input may be hostile or broken (a 400-byte "billion laughs" file expands to billions of
+//! nodes), so the tree is bounded: at most [`MAX_DEPTH`] collections deep, at most
+//! [`MAX_ALIASES`] aliases, and aliases may add at most [`MAX_EXPANDED_NODES`] nodes in all. The
+//! check comes before an alias is copied.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span as YSpan};
+
+/// How deep collections may nest (an inventory is about six levels deep).
+pub const MAX_DEPTH: usize = 64;
+/// How many aliases a document may use.
+pub const MAX_ALIASES: usize = 50_000;
+/// How many nodes all aliases together may add to the tree.
+pub const MAX_EXPANDED_NODES: usize = 250_000;
 
 /// A position in a source text: 1-based line and column (in characters).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -197,16 +209,28 @@ pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
     Ok(builder.root)
 }
 
-enum Open {
-    Seq(Vec<Node>, Span, usize),
-    Map(Vec<(Node, Node)>, Option<Node>, Span, usize),
+enum Kind {
+    Seq(Vec<Node>),
+    Map(Vec<(Node, Node)>, Option<Node>),
+}
+
+/// A collection being built: its content, where it started, its anchor, and how many nodes it
+/// holds so far (itself included).
+struct Open {
+    kind: Kind,
+    span: Span,
+    anchor: usize,
+    size: usize,
 }
 
 #[derive(Default)]
 struct Builder {
     stack: Vec<Open>,
-    anchors: HashMap<usize, Node>,
+    /// Anchored nodes and their sizes in nodes.
+    anchors: HashMap<usize, (Node, usize)>,
     root: Option<Node>,
+    aliases: usize,
+    expanded: usize,
 }
 
 impl Builder {
@@ -227,64 +251,97 @@ impl Builder {
                     value: Value::Scalar(Cow::into_owned(text), style),
                     span: here,
                 };
-                self.finish(node, anchor);
+                self.finish(node, anchor, 1);
             }
-            Event::SequenceStart(anchor, _) => self.stack.push(Open::Seq(Vec::new(), here, anchor)),
+            Event::SequenceStart(anchor, _) => self.open(Kind::Seq(Vec::new()), here, anchor)?,
             Event::MappingStart(anchor, _) => {
-                self.stack.push(Open::Map(Vec::new(), None, here, anchor))
+                self.open(Kind::Map(Vec::new(), None), here, anchor)?
             }
-            Event::SequenceEnd => {
-                if let Some(Open::Seq(items, span, anchor)) = self.stack.pop() {
+            Event::SequenceEnd | Event::MappingEnd => {
+                if let Some(open) = self.stack.pop() {
+                    let value = match open.kind {
+                        Kind::Seq(items) => Value::Seq(items),
+                        Kind::Map(entries, _) => Value::Map(entries),
+                    };
                     self.finish(
                         Node {
-                            value: Value::Seq(items),
-                            span,
+                            value,
+                            span: open.span,
                         },
-                        anchor,
-                    );
-                }
-            }
-            Event::MappingEnd => {
-                if let Some(Open::Map(entries, _, span, anchor)) = self.stack.pop() {
-                    self.finish(
-                        Node {
-                            value: Value::Map(entries),
-                            span,
-                        },
-                        anchor,
+                        open.anchor,
+                        open.size,
                     );
                 }
             }
             Event::Alias(id) => {
-                let Some(target) = self.anchors.get(&id).cloned() else {
+                let Some((target, size)) = self.anchors.get(&id) else {
                     return Err(SyntaxError {
                         message: "alias to an unknown anchor".into(),
                         span: here,
                     });
                 };
+                let size = *size;
+                self.aliases += 1;
+                self.expanded = self.expanded.saturating_add(size);
+                if self.aliases > MAX_ALIASES || self.expanded > MAX_EXPANDED_NODES {
+                    return Err(SyntaxError {
+                        message: format!(
+                            "the aliases would expand the document past {} (at most {MAX_ALIASES} \
+                             aliases adding {MAX_EXPANDED_NODES} nodes): write the values out, \
+                             or use fewer aliases",
+                            if self.aliases > MAX_ALIASES {
+                                format!("{MAX_ALIASES} aliases")
+                            } else {
+                                format!("{MAX_EXPANDED_NODES} nodes")
+                            }
+                        ),
+                        span: here,
+                    });
+                }
                 // The copy points at the alias, so messages about it show where it was used.
                 let node = Node {
                     span: here,
-                    ..target
+                    ..target.clone()
                 };
-                self.finish(node, 0);
+                self.finish(node, 0, size);
             }
             _ => {}
         }
         Ok(())
     }
 
-    fn finish(&mut self, node: Node, anchor: usize) {
+    fn open(&mut self, kind: Kind, span: Span, anchor: usize) -> Result<(), SyntaxError> {
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(SyntaxError {
+                message: format!("collections nest more than {MAX_DEPTH} levels deep"),
+                span,
+            });
+        }
+        self.stack.push(Open {
+            kind,
+            span,
+            anchor,
+            size: 1,
+        });
+        Ok(())
+    }
+
+    fn finish(&mut self, node: Node, anchor: usize, size: usize) {
         if anchor != 0 {
-            self.anchors.insert(anchor, node.clone());
+            self.anchors.insert(anchor, (node.clone(), size));
         }
         match self.stack.last_mut() {
             None => self.root = Some(node),
-            Some(Open::Seq(items, _, _)) => items.push(node),
-            Some(Open::Map(entries, pending, _, _)) => match pending.take() {
-                None => *pending = Some(node),
-                Some(key) => entries.push((key, node)),
-            },
+            Some(open) => {
+                open.size = open.size.saturating_add(size);
+                match &mut open.kind {
+                    Kind::Seq(items) => items.push(node),
+                    Kind::Map(entries, pending) => match pending.take() {
+                        None => *pending = Some(node),
+                        Some(key) => entries.push((key, node)),
+                    },
+                }
+            }
         }
     }
 }
@@ -351,5 +408,45 @@ mod tests {
     fn empty_documents_are_none() {
         assert_eq!(parse("").unwrap(), None);
         assert_eq!(parse("# only a comment\n").unwrap(), None);
+    }
+
+    #[test]
+    fn alias_bombs_are_refused_before_they_expand() {
+        // "Billion laughs": nine levels of nine aliases, 382 bytes, 9^9 nodes expanded.
+        let mut text = String::from(
+            "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+        );
+        let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
+        for w in names.windows(2) {
+            let (prev, name) = (w[0], w[1]);
+            text.push_str(&format!(
+                "{name}: &{name} [{}]\n",
+                vec![format!("*{prev}"); 9].join(",")
+            ));
+        }
+        let e = parse(&text).unwrap_err();
+        assert!(e.message.contains("past 250000 nodes"), "{e:?}");
+        assert!(e.span.start.line >= 5, "{e:?}");
+        // Many small aliases are fine, too many are not.
+        let ok = format!("x: &x 1\ny: [{}]\n", vec!["*x"; 1000].join(","));
+        assert!(parse(&ok).is_ok());
+        let many = format!("x: &x 1\ny: [{}]\n", vec!["*x"; MAX_ALIASES + 1].join(","));
+        assert!(parse(&many).unwrap_err().message.contains("50000 aliases"));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        let text = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        // saphyr's flow level is a u8 and stops at 255 itself; block nesting is ours to stop.
+        assert!(parse(&text).is_err());
+        let block: String = (0..100)
+            .map(|i| format!("{}k{i}:\n", "  ".repeat(i)))
+            .collect();
+        let e = parse(&block).unwrap_err();
+        assert!(e.message.contains("more than 64 levels deep"), "{e:?}");
+        let fine: String = (0..10)
+            .map(|i| format!("{}k{i}:\n", "  ".repeat(i)))
+            .collect();
+        assert!(parse(&fine).is_ok());
     }
 }

@@ -1,15 +1,21 @@
 //! Connections: a [`Connector`] makes one [`Remote`] per host (no I/O until the first script),
-//! and the [`Pool`] keeps one per host, used by one operation at a time (NTLM authenticates the
-//! TCP connection, so requests to a host are strictly sequential).
+//! and the [`Pool`] keeps one per host, used by one operation at a time (NTLM and Kerberos
+//! authenticate the TCP connection, so requests to a host are strictly sequential).
+//!
+//! The [`WinrmConnector`] gives the sessions that log on with the same account one
+//! [`LogonGate`]: the first logon proves the credentials before the others try, so a wrong
+//! password costs one failed logon, however many hosts a run fans out to.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::core::inventory::{AuthKind, Credentials, Inventory, Scheme as InvScheme, WinrmTarget};
+use crate::core::inventory::{
+    AuthKind, CaMode as InvCaMode, Credentials, Inventory, Scheme as InvScheme, WinrmTarget,
+};
 use crate::util::credentials::Resolver;
-use crate::winrm::{AuthMethod, Endpoint, Scheme, Session, TransportStats};
+use crate::winrm::{AuthMethod, CaMode, Endpoint, LogonGate, Scheme, Session, TransportStats};
 use crate::wsus::{Remote, WsusOps};
 
 /// A host to connect to.
@@ -19,6 +25,8 @@ pub struct Target {
     pub name: String,
     /// Its address.
     pub address: String,
+    /// The DNS name in its service principal, when it is not the address.
+    pub spn_host: Option<String>,
     /// How to reach it.
     pub winrm: WinrmTarget,
     /// The account.
@@ -35,6 +43,7 @@ impl Target {
                 Target {
                     name: s.name.clone(),
                     address: s.address.clone(),
+                    spn_host: s.spn_host.clone(),
                     winrm: s.winrm.clone(),
                     credentials: s.credentials.clone(),
                 },
@@ -45,6 +54,7 @@ impl Target {
                     Target {
                         name: c.name.clone(),
                         address: c.address.clone(),
+                        spn_host: c.spn_host.clone(),
                         winrm: c.winrm.clone(),
                         credentials: c.credentials.clone(),
                     },
@@ -76,6 +86,8 @@ pub struct WinrmConnector {
     resolver: Arc<Resolver>,
     base_dir: PathBuf,
     operation_timeout: Option<Duration>,
+    /// One gate per account (user name, password reference).
+    gates: Mutex<HashMap<(String, String), Arc<LogonGate>>>,
 }
 
 impl std::fmt::Debug for WinrmConnector {
@@ -93,6 +105,7 @@ impl WinrmConnector {
             resolver,
             base_dir: base_dir.to_path_buf(),
             operation_timeout: None,
+            gates: Mutex::new(HashMap::new()),
         }
     }
 
@@ -100,6 +113,16 @@ impl WinrmConnector {
     pub fn with_operation_timeout(mut self, t: Option<Duration>) -> Self {
         self.operation_timeout = t;
         self
+    }
+
+    /// The logon gate of an account: the same for every host that uses it.
+    pub fn gate(&self, credentials: &Credentials) -> Arc<LogonGate> {
+        let key = (
+            credentials.username.trim().to_lowercase(),
+            credentials.password.to_string(),
+        );
+        let mut gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(gates.entry(key).or_insert_with(LogonGate::new))
     }
 }
 
@@ -111,6 +134,7 @@ pub fn endpoint(t: &Target, password: crate::util::secret::Secret, base_dir: &Pa
     };
     let auth = match t.winrm.auth {
         AuthKind::Negotiate => AuthMethod::Negotiate,
+        AuthKind::Kerberos => AuthMethod::Kerberos,
         AuthKind::Ntlm => AuthMethod::Ntlm,
         AuthKind::Basic => AuthMethod::Basic,
     };
@@ -123,8 +147,18 @@ pub fn endpoint(t: &Target, password: crate::util::secret::Secret, base_dir: &Pa
     );
     e.port = t.winrm.port;
     e.ca_file = t.winrm.ca_file.as_ref().map(|f| base_dir.join(f));
+    e.ca_mode = match t.winrm.ca_mode {
+        InvCaMode::Only => CaMode::Only,
+        InvCaMode::Add => CaMode::Add,
+    };
     e.insecure_skip_verify = t.winrm.insecure_skip_tls_verify;
     e.operation_timeout = Duration::from_secs(u64::from(t.winrm.operation_timeout));
+    e.max_output = u64::from(t.winrm.max_output_mb) * 1024 * 1024;
+    e.spn_host = t.spn_host.clone();
+    if let Some(service) = &t.winrm.spn_service {
+        e.spn_service = service.clone();
+    }
+    e.kdc = t.winrm.kdc.clone();
     e
 }
 
@@ -140,7 +174,8 @@ impl Connector for WinrmConnector {
         if let Some(op) = self.operation_timeout {
             e.operation_timeout = op;
         }
-        Session::new(e).map_err(|e| e.to_string())
+        let gate = self.gate(&t.credentials);
+        Session::with_logon_gate(e, gate).map_err(|e| e.to_string())
     }
 
     fn stats(remote: &Session) -> Option<TransportStats> {

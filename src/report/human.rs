@@ -12,6 +12,7 @@ use super::Sink;
 use super::lines;
 use super::recap::{self, Recap};
 use crate::exec::events::Event;
+use crate::util::terminal;
 
 /// Progress bars on stderr.
 pub struct HumanSink {
@@ -43,7 +44,7 @@ impl HumanSink {
     }
 
     fn println(&self, line: &str) {
-        let _ = self.multi.println(line);
+        let _ = self.multi.println(terminal::one_line(line));
     }
 }
 
@@ -126,13 +127,13 @@ impl Sink for HumanSink {
         let _ = self.multi.clear();
         super::log::route_through(None);
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "\n{}", recap::text(r, true));
+        let _ = writeln!(out, "\n{}", terminal::server_text(&recap::text(r, true)));
     }
 
     fn note(&mut self, text: &str) {
         let _ = self.multi.suspend(|| {
             let mut out = std::io::stdout().lock();
-            let _ = write!(out, "{text}");
+            let _ = write!(out, "{}", terminal::server_text(text));
             out.flush()
         });
     }

@@ -6,6 +6,7 @@ use super::Sink;
 use super::recap::{self, Recap};
 use crate::exec::events::Event;
 use crate::journal::record::{ServerResult, Signal, StepOutcome};
+use crate::util::terminal;
 
 /// Writes a line per event to `err` and the recap to `out`.
 pub struct LineSink<E: Write + Send, O: Write + Send> {
@@ -164,17 +165,21 @@ impl<E: Write + Send, O: Write + Send> Sink for LineSink<E, O> {
     fn event(&mut self, e: &Event) {
         if let Some(l) = line(e) {
             let t = self.start.elapsed().as_secs_f64();
-            let _ = writeln!(self.err, "[{t:7.2}s] {l}");
+            let _ = writeln!(self.err, "[{t:7.2}s] {}", terminal::one_line(&l));
         }
     }
 
     fn recap(&mut self, r: &Recap) {
-        let _ = writeln!(self.out, "\n{}", recap::text(r, true));
+        let _ = writeln!(
+            self.out,
+            "\n{}",
+            terminal::server_text(&recap::text(r, true))
+        );
         let _ = self.out.flush();
     }
 
     fn note(&mut self, text: &str) {
-        let _ = write!(self.out, "{text}");
+        let _ = write!(self.out, "{}", terminal::server_text(text));
         let _ = self.out.flush();
     }
 }

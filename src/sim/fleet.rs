@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::dispatch;
 use super::endpoint::{
-    self, Account, EndpointConfig, HostSpec, RunningEndpoint, ScriptFuture, ScriptHost,
+    self, Account, EndpointConfig, HostSpec, Keytab, RunningEndpoint, ScriptFuture, ScriptHost,
     ScriptOutcome,
 };
 use super::scenario::Scenario;
@@ -27,6 +27,9 @@ pub struct FleetConfig {
     pub https_port: Option<u16>,
     /// Where to write the state view after every change.
     pub state_file: Option<PathBuf>,
+    /// The service keys of the hosts (a keytab with `HTTP/<host>` principals): a host whose
+    /// SPN host (`host:`, or a DNS `address:`) has keys there accepts Kerberos.
+    pub keytab: Option<Keytab>,
 }
 
 impl Default for FleetConfig {
@@ -35,6 +38,7 @@ impl Default for FleetConfig {
             http_port: 5985,
             https_port: Some(5986),
             state_file: None,
+            keytab: None,
         }
     }
 }
@@ -155,13 +159,14 @@ impl Fleet {
         let mut hosts = Vec::new();
         let mut add = |name: &str,
                        address: &str,
+                       spn_host: Option<&str>,
                        creds: &crate::core::inventory::Credentials|
          -> Result<(), String> {
             let ip = loopback_ip(name, address)?;
             let password = resolver
                 .resolve(&creds.password, &creds.username)
                 .map_err(|e| format!("{name}: {e}"))?;
-            let spec = HostSpec::new(
+            let mut spec = HostSpec::new(
                 name,
                 ip,
                 vec![Account {
@@ -169,6 +174,10 @@ impl Fleet {
                     password,
                 }],
             );
+            spec.ntlm = scenario.ntlm_allowed(name);
+            if let (Some(keytab), Some(spn_host)) = (&cfg.keytab, spn_host) {
+                spec.kerberos = keytab.service_keys(spn_host).map(Arc::new);
+            }
             if let Some(t) = scenario.transport.get(name) {
                 let f = &spec.faults;
                 f.set_refuse_connections(t.refuse);
@@ -177,6 +186,7 @@ impl Fleet {
                 f.set_failure_probability(t.http500_probability);
                 f.set_timeout_storm(t.timed_out_storm);
                 f.set_reject_credentials(t.bad_credentials);
+                f.set_extended_protection(t.extended_protection);
                 // A host that dies mid-run: it stops answering after N requests.
                 f.set_die_after_requests(t.dies_after_requests.unwrap_or(0));
                 f.set_hang_after_requests(t.hangs_after_requests.unwrap_or(0));
@@ -184,11 +194,30 @@ impl Fleet {
             hosts.push(spec);
             Ok(())
         };
+        // The SPN host: `host:`, else the address when it is a name (the simulator serves IPs).
+        let spn = |host: &Option<String>, address: &str| {
+            host.clone().or_else(|| {
+                address
+                    .parse::<IpAddr>()
+                    .is_err()
+                    .then(|| address.to_string())
+            })
+        };
         for s in inv.servers() {
-            add(&s.name, &s.address, &s.credentials)?;
+            add(
+                &s.name,
+                &s.address,
+                spn(&s.spn_host, &s.address).as_deref(),
+                &s.credentials,
+            )?;
         }
         for (_, c) in inv.clients() {
-            add(&c.name, &c.address, &c.credentials)?;
+            add(
+                &c.name,
+                &c.address,
+                spn(&c.spn_host, &c.address).as_deref(),
+                &c.credentials,
+            )?;
         }
         for name in scenario.transport.keys() {
             if !hosts.iter().any(|h| &h.name == name) {

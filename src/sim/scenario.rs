@@ -104,11 +104,25 @@ pub struct TransportScenario {
     /// Every credential is rejected.
     #[serde(default)]
     pub bad_credentials: bool,
+    /// Extended Protection (CbtHardeningLevel=Strict): NTLM over HTTPS needs the channel binding.
+    #[serde(default)]
+    pub extended_protection: bool,
     /// The host dies (refuses connections) after this many requests.
     pub dies_after_requests: Option<u64>,
     /// The host stops answering (accepts, never replies) after this many requests.
     #[serde(default)]
     pub hangs_after_requests: Option<u64>,
+    /// `false`: the host refuses NTLM logons (hardened: "Restrict NTLM: Deny all"), and only
+    /// Kerberos works. Unset: `transport_defaults.ntlm`, else NTLM is allowed.
+    pub ntlm: Option<bool>,
+}
+
+/// Transport settings for every host that does not set its own.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TransportDefaults {
+    /// `false`: every host refuses NTLM (a hardened domain).
+    pub ntlm: Option<bool>,
 }
 
 /// A share path and what it holds.
@@ -140,6 +154,9 @@ pub struct Scenario {
     /// Per-host transport faults.
     #[serde(default)]
     pub transport: BTreeMap<String, TransportScenario>,
+    /// Transport settings of every host (a host's own `transport` entry wins).
+    #[serde(default)]
+    pub transport_defaults: TransportDefaults,
     /// Files on the share, replacing the default packages when given.
     pub packages: Option<BTreeMap<String, PackageScenario>>,
     /// How operation durations are drawn (`stream` by default; `keyed` for benchmarks).
@@ -203,6 +220,15 @@ impl Scenario {
         }
     }
 
+    /// Whether `host` accepts NTLM logons.
+    pub fn ntlm_allowed(&self, host: &str) -> bool {
+        self.transport
+            .get(host)
+            .and_then(|t| t.ntlm)
+            .or(self.transport_defaults.ntlm)
+            .unwrap_or(true)
+    }
+
     /// The settings of a client: its own over the defaults.
     pub fn client(&self, name: &str) -> ClientScenario {
         let d = &self.client_defaults;
@@ -231,6 +257,20 @@ mod tests {
         assert_eq!(s.server("b").broken, Some(true));
         assert_eq!(s.server("a").latency_ms, Some([1, 2]));
         assert_eq!(s.transport["a"].http500, 2);
+    }
+
+    #[test]
+    fn hosts_can_refuse_ntlm() {
+        let s = Scenario::parse(
+            "transport_defaults: { ntlm: false }\ntransport:\n  a: { ntlm: true }\n  b: { http500: 1 }\n",
+        )
+        .unwrap();
+        assert!(s.ntlm_allowed("a"));
+        assert!(!s.ntlm_allowed("b"));
+        assert!(!s.ntlm_allowed("c"));
+        assert!(Scenario::default().ntlm_allowed("c"));
+        let e = Scenario::parse("transport_defaults: { refuse: true }\n").unwrap_err();
+        assert!(e.contains("refuse"), "{e}");
     }
 
     #[test]

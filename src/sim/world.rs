@@ -102,8 +102,11 @@ pub struct Counters {
 /// One simulated WSUS server.
 #[derive(Debug, Clone)]
 pub struct SimServer {
-    /// Name (and FQDN as downstream servers report it).
+    /// Its inventory name.
     pub name: String,
+    /// Its DNS name, as its upstream lists it among its downstream servers: the inventory's
+    /// `host:` (a domain member's FQDN), else its name.
+    pub dns_name: String,
     /// The release it runs.
     pub version: WsusVersion,
     /// Architecture.
@@ -407,6 +410,7 @@ impl World {
                 s.name.clone(),
                 SimServer {
                     name: s.name.clone(),
+                    dns_name: s.spn_host.clone().unwrap_or_else(|| s.name.clone()),
                     version,
                     arch,
                     install_language,
@@ -1049,7 +1053,7 @@ impl World {
                     "child",
                     format!(
                         "{}|{}|{}|{last}|{}|{parent_id}",
-                        s.name,
+                        s.dns_name,
                         s.replica,
                         s.version_string(),
                         s.id

@@ -1,5 +1,9 @@
 //! Turning the inventory's password references (`env:VAR`, `file:PATH`, `prompt`) into secrets.
 //! Each reference is resolved once per process; errors name the reference, never a value.
+//!
+//! A password file that its group or other users may read or write is refused, as ssh refuses
+//! such a private key: fix its mode (`chmod 600`), or opt in with
+//! `WSUSFIX_ALLOW_OPEN_PASSWORD_FILES=1`. Pipes and devices (`file:/dev/fd/3`) are not checked.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -73,6 +77,7 @@ impl Resolver {
             })?,
             SecretRef::File(p) => {
                 let path = self.base_dir.join(p);
+                check_file_mode(&path, p)?;
                 read_password_file(&path)
                     .map_err(|e| format!("cannot read the password file {} (file:{p}): {e}", path.display()))?
             }
@@ -115,6 +120,38 @@ fn read_password_file(path: &std::path::Path) -> Result<String, String> {
     Ok(first.to_string())
 }
 
+/// Opts in to password files that others may read.
+pub const ALLOW_OPEN_FILES_VAR: &str = "WSUSFIX_ALLOW_OPEN_PASSWORD_FILES";
+
+#[cfg(unix)]
+fn open_files_allowed() -> bool {
+    std::env::var_os(ALLOW_OPEN_FILES_VAR).is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Refuses a regular password file whose mode lets group or others read or write it.
+#[cfg(unix)]
+fn check_file_mode(path: &Path, reference: &str) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(()); // reading it says what is wrong
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if !meta.is_file() || mode & 0o077 == 0 || open_files_allowed() {
+        return Ok(());
+    }
+    Err(format!(
+        "the password file {} (file:{reference}) has mode {mode:04o}: its group or other users may \
+         read it; make it private with `chmod 600 {}`, or set {ALLOW_OPEN_FILES_VAR}=1 to use it anyway",
+        path.display(),
+        path.display()
+    ))
+}
+
+#[cfg(not(unix))]
+fn check_file_mode(_path: &Path, _reference: &str) -> Result<(), String> {
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,7 +159,13 @@ mod tests {
     #[test]
     fn env_file_and_prompt() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("pw.txt"), "from-file\nignored\n").unwrap();
+        let pw = dir.path().join("pw.txt");
+        std::fs::write(&pw, "from-file\nignored\n").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
         let r = Resolver::with_prompter(dir.path(), Box::new(|_| Ok("typed".into())));
         assert_eq!(
             r.resolve(&SecretRef::File("pw.txt".into()), "u")
@@ -149,5 +192,34 @@ mod tests {
                 .unwrap_err();
             assert!(e.contains("more than 64 KiB"), "{e}");
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_password_file_others_may_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("open.txt");
+        std::fs::write(&pw, "s3cret-in-the-open\n").unwrap();
+        let r = Resolver::with_prompter(dir.path(), Box::new(|_| Err("no".into())));
+        for mode in [0o666, 0o644, 0o640, 0o620] {
+            std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(mode)).unwrap();
+            let e = r
+                .resolve(&SecretRef::File("open.txt".into()), "u")
+                .unwrap_err();
+            assert!(e.contains(&format!("has mode {mode:04o}")), "{e}");
+            assert!(
+                e.contains("chmod 600") && e.contains(ALLOW_OPEN_FILES_VAR),
+                "{e}"
+            );
+            assert!(!e.contains("s3cret"), "{e}");
+        }
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o400)).unwrap();
+        assert_eq!(
+            r.resolve(&SecretRef::File("open.txt".into()), "u")
+                .unwrap()
+                .expose(),
+            "s3cret-in-the-open"
+        );
     }
 }

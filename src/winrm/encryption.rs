@@ -236,6 +236,41 @@ pub(crate) mod tests {
         assert!(unwrap(&mut XorSealer(0x33), CONTENT_TYPE, &body).is_err());
     }
 
+    /// Kerberos (RFC 4121 wrap token, AES): a 60-byte signature (EC 0, RRC 28) or, from other
+    /// peers, a 76-byte one (EC 16); the sealed data keeps the plain length.
+    struct KerberosLike(usize);
+
+    impl Sealer for KerberosLike {
+        fn seal(&mut self, plain: &[u8]) -> Result<(Vec<u8>, Vec<u8>), String> {
+            let mut sig = vec![0x05, 0x04];
+            sig.resize(self.0, 0xee);
+            Ok((sig, plain.iter().map(|b| b ^ 0xa5).collect()))
+        }
+        fn unseal(&mut self, signature: &[u8], sealed: &[u8]) -> Result<Vec<u8>, String> {
+            if signature.len() != self.0 || signature[..2] != [0x05, 0x04] {
+                return Err(format!("a {}-byte wrap token header expected", self.0));
+            }
+            Ok(sealed.iter().map(|b| b ^ 0xa5).collect())
+        }
+    }
+
+    #[test]
+    fn kerberos_signatures_frame_with_their_own_length() {
+        for sig_len in [60, 76] {
+            let plain = b"<s:Envelope>kerberos</s:Envelope>";
+            let body = wrap(&mut KerberosLike(sig_len), plain).unwrap();
+            let at = find(&body, b"octet-stream\r\n", 0).unwrap() + 14;
+            assert_eq!(
+                u32::from_le_bytes(body[at..at + 4].try_into().unwrap()) as usize,
+                sig_len
+            );
+            assert_eq!(
+                unwrap(&mut KerberosLike(sig_len), CONTENT_TYPE, &body).unwrap(),
+                plain
+            );
+        }
+    }
+
     #[test]
     fn sealed_bytes_that_look_like_a_boundary_do_not_confuse_the_parser() {
         let plain = b"--Encrypted Boundary--\r\n and more";

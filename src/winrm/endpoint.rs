@@ -39,12 +39,28 @@ impl Scheme {
 /// How the client authenticates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMethod {
-    /// SPNEGO (RFC 4178) carrying NTLM, under the HTTP `Negotiate` scheme.
+    /// SPNEGO (RFC 4178) under the HTTP `Negotiate` scheme: Kerberos when the user is a
+    /// `user@REALM` name whose realm has a KDC (in [`Endpoint::kdc`] or `KRB5_CONFIG`) and the
+    /// SPN host is a name, otherwise NTLM; with Kerberos, NTLM when the KDC cannot be reached
+    /// (as Windows' Negotiate does).
     Negotiate,
+    /// Kerberos only (in SPNEGO, under the HTTP `Negotiate` scheme): never NTLM.
+    Kerberos,
     /// Raw NTLMSSP under the HTTP `Negotiate` scheme, as pywinrm's `ntlm` transport does.
     Ntlm,
     /// HTTP Basic; only over HTTPS and only for local accounts on the host.
     Basic,
+}
+
+/// How a CA file is trusted (HTTPS only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CaMode {
+    /// The CA file's certificates are the only roots: a certificate any other authority signed
+    /// is refused.
+    #[default]
+    Only,
+    /// The CA file's certificates are trusted in addition to the system's roots.
+    Add,
 }
 
 /// One WinRM listener and the credentials for it.
@@ -60,12 +76,14 @@ pub struct Endpoint {
     pub path: String,
     /// Authentication method.
     pub auth: AuthMethod,
-    /// `DOMAIN\user`, `user@realm` or `user`.
+    /// `DOMAIN\user`, `user@realm` or `user` (Kerberos: `user@REALM`).
     pub username: String,
     /// The password; never logged, never part of an error.
     pub password: Secret,
-    /// PEM file with extra trusted root certificates (HTTPS only).
+    /// PEM file with the trusted root certificates (HTTPS only).
     pub ca_file: Option<PathBuf>,
+    /// Whether `ca_file` replaces the system's roots (the default) or adds to them.
+    pub ca_mode: CaMode,
     /// Accept any server certificate (HTTPS only). Opt-in per host, for lab use.
     pub insecure_skip_verify: bool,
     /// WS-Management OperationTimeout, whole seconds (default 20 s; the server caps it at
@@ -76,6 +94,18 @@ pub struct Endpoint {
     /// `WINRS_CODEPAGE` of the shell and the code page used to decode its output (437 by default;
     /// 65001 is UTF-8 but breaks batch files on Windows Server 2008 RTM).
     pub codepage: u32,
+    /// The most stdout and stderr bytes one command may produce (16 MiB by default); a command
+    /// that produces more is stopped with an error.
+    pub max_output: u64,
+    /// The host name in the service principal, when it is not [`Endpoint::host`] (which may be
+    /// an IP address or another name that is dialled). Lower-cased when used.
+    pub spn_host: Option<String>,
+    /// The service class of the service principal: `HTTP` (default; Active Directory maps it to
+    /// the computer's `HOST/` SPN), or `WSMAN` where WinRM registered its own.
+    pub spn_service: String,
+    /// The KDC of the user's realm, `HOST` or `HOST:PORT`; `None`: the realm's entry in
+    /// `KRB5_CONFIG` (`/etc/krb5.conf` when unset).
+    pub kdc: Option<String>,
 }
 
 /// Default WS-Management OperationTimeout (pywinrm's default).
@@ -84,6 +114,11 @@ pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(20);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default shell code page.
 pub const DEFAULT_CODEPAGE: u32 = 437;
+/// Default cap on one command's output (stdout and stderr together): 16 MiB. Our scripts print
+/// kilobytes; a log tail a few megabytes.
+pub const DEFAULT_MAX_OUTPUT: u64 = 16 * 1024 * 1024;
+/// Default service class of the service principal.
+pub const DEFAULT_SPN_SERVICE: &str = "HTTP";
 
 impl Endpoint {
     /// An endpoint with the usual defaults: the scheme's default port, `/wsman`, a 20 s
@@ -104,11 +139,38 @@ impl Endpoint {
             username: username.into(),
             password,
             ca_file: None,
+            ca_mode: CaMode::Only,
             insecure_skip_verify: false,
             operation_timeout: DEFAULT_OPERATION_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             codepage: DEFAULT_CODEPAGE,
+            max_output: DEFAULT_MAX_OUTPUT,
+            spn_host: None,
+            spn_service: DEFAULT_SPN_SERVICE.to_string(),
+            kdc: None,
         }
+    }
+
+    /// The host name of the service principal, lower-cased (MIT is case-exact, and Active
+    /// Directory registers SPNs in lower case).
+    pub fn spn_host(&self) -> String {
+        self.spn_host
+            .as_deref()
+            .unwrap_or(&self.host)
+            .trim()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase()
+    }
+
+    /// The service principal name, e.g. `HTTP/wsus-hq.corp.example`.
+    pub fn spn(&self) -> String {
+        format!("{}/{}", self.spn_service, self.spn_host())
+    }
+
+    /// Whether the SPN host is an IP address (Kerberos cannot name a service by one).
+    pub fn spn_host_is_ip(&self) -> bool {
+        self.spn_host().parse::<std::net::IpAddr>().is_ok()
     }
 
     /// `host:port` as used in error messages (IPv6 in brackets).
@@ -179,6 +241,28 @@ impl Endpoint {
                 self.username
             ));
         }
+        if self.auth == AuthMethod::Kerberos {
+            self.validate_kerberos(user)?;
+        }
+        if let Some(h) = self.spn_host.as_deref()
+            && (h.trim().is_empty() || h.chars().any(|c| c.is_whitespace() || "/@\\".contains(c)))
+        {
+            return Err(format!("the SPN host {h:?} is not a plain host name"));
+        }
+        let service = self.spn_service.as_str();
+        if service.is_empty()
+            || !service.starts_with(|c: char| c.is_ascii_alphabetic())
+            || !service
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            return Err(format!(
+                "the SPN service class {service:?} must be a name like HTTP or WSMAN"
+            ));
+        }
+        if let Some(kdc) = &self.kdc {
+            super::kerberos::KdcAddr::parse(kdc)?;
+        }
         if self.auth == AuthMethod::Basic && self.scheme == Scheme::Http {
             return Err(
                 "Basic authentication over plain HTTP would send the password in clear \
@@ -189,6 +273,9 @@ impl Endpoint {
         }
         if self.operation_timeout < Duration::from_secs(1) {
             return Err("the operation timeout must be at least 1 second".into());
+        }
+        if self.max_output == 0 {
+            return Err("the output limit must be greater than zero".into());
         }
         if self.connect_timeout.is_zero() {
             return Err("the connect timeout must be greater than zero".into());
@@ -204,6 +291,33 @@ impl Endpoint {
     }
 }
 
+impl Endpoint {
+    fn validate_kerberos(&self, user: &str) -> Result<(), String> {
+        if !super::kerberos::is_upn(user) {
+            let hint = match user.split_once('\\') {
+                Some((domain, account)) if !domain.is_empty() && domain != "." => format!(
+                    "write it as {account}@REALM with the domain's DNS name in capitals, e.g. \
+                     {account}@{}.EXAMPLE",
+                    domain.to_ascii_uppercase()
+                ),
+                _ => "write it as user@REALM (the account's user principal name)".to_string(),
+            };
+            return Err(format!(
+                "Kerberos needs the user principal name (user@REALM), not {user:?}: a down-level \
+                 name does not say the realm; {hint}"
+            ));
+        }
+        if self.spn_host_is_ip() {
+            return Err(format!(
+                "Kerberos names the service by the host's DNS name, and {} is an IP address: set \
+                 the SPN host (`host:` in the inventory) to the name its SPN is registered under",
+                self.spn_host()
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Endpoint")
@@ -212,10 +326,14 @@ impl fmt::Debug for Endpoint {
             .field("username", &self.username)
             .field("password", &self.password)
             .field("ca_file", &self.ca_file)
+            .field("ca_mode", &self.ca_mode)
             .field("insecure_skip_verify", &self.insecure_skip_verify)
             .field("operation_timeout", &self.operation_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("codepage", &self.codepage)
+            .field("max_output", &self.max_output)
+            .field("spn", &self.spn())
+            .field("kdc", &self.kdc)
             .finish()
     }
 }
@@ -291,6 +409,36 @@ mod tests {
             e.username = user.into();
             assert!(e.validate().is_ok(), "{user}");
         }
+    }
+
+    #[test]
+    fn kerberos_needs_a_upn_and_a_host_name() {
+        let mut e = ep(Scheme::Http, AuthMethod::Kerberos);
+        let err = e.validate().unwrap_err();
+        assert!(err.contains("user principal name"), "{err}");
+        assert!(err.contains("admin@CORP.EXAMPLE"), "{err}");
+        e.username = "admin@CORP.EXAMPLE".into();
+        assert!(e.validate().is_ok());
+        assert_eq!(e.spn(), "HTTP/srv01");
+        e.host = "127.0.1.1".into();
+        let err = e.validate().unwrap_err();
+        assert!(err.contains("127.0.1.1 is an IP address"), "{err}");
+        e.spn_host = Some("WSUS-HQ.Corp.Example".into());
+        assert!(e.validate().is_ok());
+        assert_eq!(e.spn(), "HTTP/wsus-hq.corp.example");
+        e.spn_service = "WSMAN".into();
+        assert_eq!(e.spn(), "WSMAN/wsus-hq.corp.example");
+        e.spn_service = "HTTP/x".into();
+        assert!(e.validate().is_err());
+        e.spn_service = "HTTP".into();
+        e.kdc = Some("dc01.corp.example:88".into());
+        assert!(e.validate().is_ok());
+        e.kdc = Some("https://proxy/KdcProxy".into());
+        assert!(e.validate().is_err());
+        // NTLM does not care about the SPN host being an IP.
+        let mut n = ep(Scheme::Http, AuthMethod::Ntlm);
+        n.host = "127.0.1.1".into();
+        assert!(n.validate().is_ok());
     }
 
     #[test]

@@ -7,6 +7,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::util::terminal::one_line;
+
 /// What the client was doing when it failed; part of every error message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
@@ -62,6 +64,55 @@ pub enum ErrorKind {
     Fault,
     /// The reply could not be understood (bad XML, missing element, wrong `RelatesTo`, bad framing).
     Protocol,
+    /// A reply or the command's output passed a size the client allows.
+    Limit,
+}
+
+/// A size the client does not let a server pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// One reply: the MaxEnvelopeSize the client announces (a sealed reply may add its frame).
+    Reply {
+        /// The envelope size, in bytes.
+        bytes: u64,
+    },
+    /// The stdout and stderr one command may produce in all.
+    Output {
+        /// The largest output accepted, in bytes.
+        bytes: u64,
+    },
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Limit::Reply { bytes } => write!(
+                f,
+                "the server sent a reply larger than the {} envelope this client asks for \
+                 (MaxEnvelopeSize); the rest was not read",
+                human_bytes(*bytes)
+            ),
+            Limit::Output { bytes } => write!(
+                f,
+                "the command's output passed {}, the most one command may produce \
+                 (winrm: {{ max_output_mb: N }} in the inventory raises it); the command was stopped",
+                human_bytes(*bytes)
+            ),
+        }
+    }
+}
+
+/// `153600 bytes` as `150 KiB`, `16777216` as `16 MiB`.
+pub(crate) fn human_bytes(n: u64) -> String {
+    const KIB: u64 = 1024;
+    const MIB: u64 = 1024 * 1024;
+    if n >= MIB && n.is_multiple_of(MIB) {
+        format!("{} MiB", n / MIB)
+    } else if n >= KIB && n.is_multiple_of(KIB) {
+        format!("{} KiB", n / KIB)
+    } else {
+        format!("{n} bytes")
+    }
 }
 
 /// Why a timeout happened.
@@ -124,16 +175,18 @@ impl Fault {
 }
 
 impl fmt::Display for Fault {
+    /// Every part comes from the server: control characters are escaped and long texts cut
+    /// (`util::terminal`), so that the message is safe wherever it goes (journal, recap, logs).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "WS-Management fault {}", self.code)?;
+        write!(f, "WS-Management fault {}", one_line(&self.code))?;
         if let Some(sub) = &self.subcode {
-            write!(f, "/{sub}")?;
+            write!(f, "/{}", one_line(sub))?;
         }
         if let Some(code) = self.wsman_code {
             write!(f, " (code {code:#x} = {code})")?;
         }
         if let Some(machine) = &self.machine {
-            write!(f, " from {machine}")?;
+            write!(f, " from {}", one_line(machine))?;
         }
         let reason = self.reason.trim();
         let text = if reason.is_empty() {
@@ -142,7 +195,7 @@ impl fmt::Display for Fault {
             reason
         };
         if !text.is_empty() {
-            write!(f, ": {text}")?;
+            write!(f, ": {}", one_line(text))?;
         }
         Ok(())
     }
@@ -183,9 +236,18 @@ pub enum Failure {
     /// A SOAP fault from the server.
     #[error("{0}")]
     Fault(Box<Fault>),
-    /// A reply the client cannot use.
-    #[error("unexpected reply: {0}")]
+    /// A reply the client cannot use (the text may quote the reply: it is escaped when shown).
+    #[error("unexpected reply: {}", one_line(.0))]
     Protocol(String),
+    /// A reply or the output passed a size limit.
+    #[error("{0}")]
+    Limit(Limit),
+    /// A clear-text answer in a session whose messages are sealed: its body was not read.
+    #[error("unsealed reply in a sealed session (HTTP {status}); its body was not read")]
+    Unsealed {
+        /// The status it came with.
+        status: u16,
+    },
 }
 
 fn timeout_text(cause: TimeoutCause, after: Duration) -> String {
@@ -250,10 +312,10 @@ impl WinrmError {
         }
     }
 
-    /// The HTTP status, for [`ErrorKind::Http`] errors.
+    /// The HTTP status, for [`ErrorKind::Http`] errors and unsealed replies.
     pub fn http_status(&self) -> Option<u16> {
         match &self.failure {
-            Failure::Http { status, .. } => Some(*status),
+            Failure::Http { status, .. } | Failure::Unsealed { status } => Some(*status),
             _ => None,
         }
     }
@@ -269,17 +331,23 @@ impl WinrmError {
             Failure::Http { .. } => ErrorKind::Http,
             Failure::Fault(_) => ErrorKind::Fault,
             Failure::Protocol(_) => ErrorKind::Protocol,
+            Failure::Limit(_) => ErrorKind::Limit,
+            Failure::Unsealed { .. } => ErrorKind::Http,
         }
     }
 
     /// True when running the *whole command* again later may succeed without any change:
-    /// connection refused or lost, a stalled request, or an HTTP 5xx without a SOAP fault.
-    /// Configuration, TLS, credential, protocol errors, faults and command deadlines are not.
+    /// connection refused or lost, a stalled request, or an HTTP 5xx without a SOAP fault (also
+    /// in clear text in a sealed session: HTTP.sys answers a wedged or stopping service so).
+    /// Configuration, TLS, credential, protocol errors, faults, limits and command deadlines are
+    /// not.
     pub fn is_transient(&self) -> bool {
         match &self.failure {
             Failure::Connect(_) => true,
             Failure::Timeout { cause, .. } => *cause == TimeoutCause::Request,
-            Failure::Http { status, .. } => (500..600).contains(status),
+            Failure::Http { status, .. } | Failure::Unsealed { status } => {
+                (500..600).contains(status)
+            }
             _ => false,
         }
     }

@@ -1,5 +1,5 @@
-//! WS-Management (WinRS) client: SOAP envelopes, NTLM/Negotiate with message encryption, Basic over
-//! HTTPS, and the remote shell lifecycle.
+//! WS-Management (WinRS) client: SOAP envelopes, Negotiate (NTLM or Kerberos) with message
+//! encryption, Basic over HTTPS, and the remote shell lifecycle.
 //!
 //! The entry point is [`Session`]: one per host, holding one authenticated connection and one
 //! remote cmd shell that is reused across commands. [`Session::run_ps`] runs a PowerShell script
@@ -9,7 +9,8 @@
 //! Layout (lower layers know nothing of the upper ones):
 //! - pure: [`soap`] (requests), [`xml`] + [`reply`] (replies), [`encryption`] (MS-WSMV framing),
 //!   [`powershell`] (command line / bootstrap), [`clixml`], [`codepage`], [`endpoint`], [`error`];
-//! - [`auth`]: the sspi adapter (NTLM, SPNEGO, sealing);
+//! - [`auth`]: the sspi adapter (NTLM, SPNEGO, Kerberos, sealing); [`kerberos`]: the KDC
+//!   exchange and what Kerberos errors mean; [`logon`]: one logon before the fan-out;
 //! - [`transport`]: HTTP over reqwest, the handshake, sealing, re-authentication, statistics;
 //! - [`shell`]: the WinRS operations and the per-command state machine;
 //! - [`session`]: the public face.
@@ -19,11 +20,14 @@
 
 mod affinity;
 mod auth;
+mod channel_binding;
 mod clixml;
 mod codepage;
 mod encryption;
 mod endpoint;
 mod error;
+mod kerberos;
+mod logon;
 mod powershell;
 mod reply;
 mod session;
@@ -32,13 +36,15 @@ mod soap;
 mod transport;
 mod xml;
 
+pub use auth::LogonMechanism;
 pub use endpoint::{
-    AuthMethod, DEFAULT_CODEPAGE, DEFAULT_CONNECT_TIMEOUT, DEFAULT_OPERATION_TIMEOUT, Endpoint,
-    Scheme,
+    AuthMethod, CaMode, DEFAULT_CODEPAGE, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_OUTPUT,
+    DEFAULT_OPERATION_TIMEOUT, DEFAULT_SPN_SERVICE, Endpoint, Scheme,
 };
 pub use error::{
-    ErrorKind, Failure, Fault, Operation, TimeoutCause, WSMAN_CODE_OPERATION_TIMEOUT,
+    ErrorKind, Failure, Fault, Limit, Operation, TimeoutCause, WSMAN_CODE_OPERATION_TIMEOUT,
     WSMAN_CODE_SHELL_NOT_FOUND, WSMAN_CODE_TOO_MANY_COMMANDS, WinrmError,
 };
+pub use logon::{LogonGate, Refusal};
 pub use session::{CommandOutput, Session};
-pub use transport::TransportStats;
+pub use transport::{TransportStats, enable_protocol_dumps, protocol_dumps_enabled};

@@ -6,12 +6,15 @@
 //! server's idle timeout (180 s on WinRM 2.0, where only 5 shells per user are allowed).
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
+use super::auth::LogonMechanism;
 use super::clixml;
 use super::codepage;
 use super::endpoint::Endpoint;
 use super::error::{Failure, Operation, WinrmError};
+use super::logon::LogonGate;
 use super::powershell;
 use super::shell::{ShellConfig, ShellDriver, WsmanClient};
 use super::transport::{Transport, TransportStats};
@@ -50,6 +53,20 @@ impl Session {
     /// Checks the endpoint and prepares a session. No I/O happens here: the connection, the
     /// handshake and the shell come with the first command.
     pub fn new(endpoint: Endpoint) -> Result<Session, WinrmError> {
+        Session::build(endpoint, None)
+    }
+
+    /// Like [`Session::new`], with a logon gate shared by the sessions that use the same
+    /// credentials: until one of them has logged on, only one at a time tries, and once the
+    /// credentials are refused none does (see [`LogonGate`]).
+    pub fn with_logon_gate(
+        endpoint: Endpoint,
+        gate: Arc<LogonGate>,
+    ) -> Result<Session, WinrmError> {
+        Session::build(endpoint, Some(gate))
+    }
+
+    fn build(endpoint: Endpoint, gate: Option<Arc<LogonGate>>) -> Result<Session, WinrmError> {
         endpoint.validate().map_err(|message| {
             WinrmError::new(
                 endpoint.authority(),
@@ -60,10 +77,15 @@ impl Session {
         let config = ShellConfig {
             codepage: endpoint.codepage,
             operation_timeout_secs: endpoint.operation_timeout_secs(),
+            max_output: endpoint.max_output,
         };
         let codepage = endpoint.codepage;
         let url = endpoint.url();
-        let client = WsmanClient::new(Transport::new(endpoint));
+        let mut transport = Transport::new(endpoint);
+        if let Some(gate) = gate {
+            transport.set_logon_gate(gate);
+        }
+        let client = WsmanClient::new(transport);
         Ok(Session {
             driver: ShellDriver::new(client, config),
             codepage,
@@ -101,6 +123,11 @@ impl Session {
     /// new shell.
     pub async fn close(&mut self) -> Result<(), WinrmError> {
         self.driver.delete_shell().await
+    }
+
+    /// The protocol of the last logon (Kerberos, NTLM, Basic), once one succeeded.
+    pub fn mechanism(&self) -> Option<LogonMechanism> {
+        self.stats().mechanism
     }
 
     /// Traffic counters since the session was created.

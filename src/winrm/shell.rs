@@ -4,7 +4,12 @@
 //! The cycle runs over an [`Exchange`] (one SOAP request in, one parsed reply out), so it can be
 //! driven by a scripted exchange in tests. Rules it keeps:
 //! - a Receive answered with the OperationTimeout fault (2150858793) is simply sent again, until
-//!   the command's own deadline;
+//!   the command's own deadline; a Receive answered *at once* without new output (Windows waits
+//!   up to OperationTimeout before it says so) is sent again only after a growing pause, so a
+//!   broken or hostile server cannot make us spin, and after twice the OperationTimeout of
+//!   nothing else the command fails;
+//! - the output of one command is capped ([`ShellConfig::max_output`]): past it the command is
+//!   stopped and the error says so;
 //! - a Command refused because the reused shell is gone (idle timeout, service restart) gets a new
 //!   shell and is sent once more;
 //! - after the command, Signal terminate always goes out; after a failure or a deadline the shell
@@ -15,12 +20,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::error::{ErrorKind, Failure, Operation, TimeoutCause, WinrmError};
+use super::error::{ErrorKind, Failure, Limit, Operation, TimeoutCause, WinrmError};
 use super::powershell::{CommandPlan, STDIN_CHUNK};
 use super::reply::{self, ReceiveChunk};
 use super::soap::{self, RequestContext};
 use super::transport::Transport;
-use super::xml::Document;
+use super::xml::{Document, Limits};
 
 /// Extra time an HTTP request gets beyond the OperationTimeout the server works with.
 pub(crate) const REQUEST_GRACE: Duration = Duration::from_secs(10);
@@ -31,6 +36,8 @@ pub(crate) trait Exchange {
     fn authority(&self) -> &str;
     /// Listener URL, for `a:To`.
     fn url(&self) -> &str;
+    /// Until when replies may take to parse (`None`: no limit besides their size).
+    fn set_deadline(&mut self, _deadline: Option<std::time::Instant>) {}
     /// Sends `soap` and returns the reply envelope (its `a:RelatesTo` checked against
     /// `message_id`); a SOAP fault comes back as a [`Failure::Fault`] error.
     async fn exchange(
@@ -45,11 +52,15 @@ pub(crate) trait Exchange {
 /// [`Exchange`] over the real HTTP transport.
 pub(crate) struct WsmanClient {
     transport: Transport,
+    deadline: Option<std::time::Instant>,
 }
 
 impl WsmanClient {
     pub fn new(transport: Transport) -> Self {
-        WsmanClient { transport }
+        WsmanClient {
+            transport,
+            deadline: None,
+        }
     }
 
     pub fn transport(&self) -> &Transport {
@@ -66,6 +77,10 @@ impl Exchange for WsmanClient {
         self.transport.url()
     }
 
+    fn set_deadline(&mut self, deadline: Option<std::time::Instant>) {
+        self.deadline = deadline;
+    }
+
     async fn exchange(
         &mut self,
         operation: Operation,
@@ -79,7 +94,7 @@ impl Exchange for WsmanClient {
         let parsed = if reply.body.is_empty() {
             Err("empty body".to_string())
         } else {
-            Document::parse(&reply.body)
+            Document::parse_within(&reply.body, &Limits::REPLY, self.deadline)
         };
         match (reply.status, parsed) {
             (200, Ok(doc)) => {
@@ -118,6 +133,35 @@ pub(crate) struct RawOutput {
 pub(crate) struct ShellConfig {
     pub codepage: u32,
     pub operation_timeout_secs: u64,
+    /// The most stdout and stderr bytes one command may produce in all.
+    pub max_output: u64,
+}
+
+/// The pauses before a Receive that follows one answered at once without new output: 50 ms,
+/// doubling up to 2 s. Any output starts the series again. After twice the OperationTimeout of
+/// nothing but such answers, the command fails.
+#[derive(Debug, Clone)]
+pub(crate) struct IdleBackoff {
+    next: Duration,
+}
+
+impl IdleBackoff {
+    const FIRST: Duration = Duration::from_millis(50);
+    const MAX: Duration = Duration::from_secs(2);
+
+    pub fn new() -> Self {
+        IdleBackoff { next: Self::FIRST }
+    }
+}
+
+impl Iterator for IdleBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let delay = self.next;
+        self.next = (delay * 2).min(Self::MAX);
+        Some(delay)
+    }
 }
 
 /// The command cycle on one reusable shell.
@@ -224,7 +268,11 @@ impl<E: Exchange> ShellDriver<E> {
     ) -> Result<RawOutput, WinrmError> {
         let until = Instant::now() + deadline;
         self.command_id = None;
-        let result = match tokio::time::timeout_at(until, self.execute(plan, until)).await {
+        self.exchange.set_deadline(Some(until.into_std()));
+        let result = tokio::time::timeout_at(until, self.execute(plan, until)).await;
+        // Cleanup runs after the deadline too; its replies are bounded by their size alone.
+        self.exchange.set_deadline(None);
+        let result = match result {
             Ok(result) => result,
             Err(_elapsed) => Err(WinrmError::new(
                 self.exchange.authority().to_string(),
@@ -300,32 +348,79 @@ impl<E: Exchange> ShellDriver<E> {
 
         self.stage = Operation::ReceiveOutput;
         let mut output = RawOutput::default();
+        let mut backoff = IdleBackoff::new();
+        // Since when every Receive came back at once without output, and how many did.
+        let mut idle: Option<(Instant, u32)> = None;
+        let op_timeout = self.config.operation_timeout_secs;
         loop {
             // Ask the server to answer before our deadline, so the connection stays usable.
             let remaining = until.saturating_duration_since(Instant::now()).as_secs();
             let secs = self.config.operation_timeout_secs.min(remaining.max(1));
+            let asked = Instant::now();
             let result = self
                 .call(Operation::ReceiveOutput, secs, |c| {
                     soap::receive(c, &shell, &command)
                 })
                 .await;
-            let doc = match result {
-                Ok(doc) => doc,
-                Err(e) if e.fault().is_some_and(|f| f.is_operation_timeout()) => continue,
+            let progress = match result {
+                Ok(doc) => {
+                    let ReceiveChunk {
+                        stdout,
+                        stderr,
+                        done,
+                    } = reply::receive(&doc, &command)
+                        .map_err(|m| self.protocol(Operation::ReceiveOutput, m))?;
+                    let progress = !stdout.is_empty() || !stderr.is_empty();
+                    output.stdout.extend(stdout);
+                    output.stderr.extend(stderr);
+                    let produced = (output.stdout.len() + output.stderr.len()) as u64;
+                    if produced > self.config.max_output {
+                        return Err(WinrmError::new(
+                            self.exchange.authority().to_string(),
+                            Operation::ReceiveOutput,
+                            Failure::Limit(Limit::Output {
+                                bytes: self.config.max_output,
+                            }),
+                        ));
+                    }
+                    if let Some(code) = done {
+                        output.exit_code = code;
+                        return Ok(output);
+                    }
+                    progress
+                }
+                Err(e) if e.fault().is_some_and(|f| f.is_operation_timeout()) => false,
                 Err(e) => return Err(e),
             };
-            let ReceiveChunk {
-                stdout,
-                stderr,
-                done,
-            } = reply::receive(&doc, &command)
-                .map_err(|m| self.protocol(Operation::ReceiveOutput, m))?;
-            output.stdout.extend(stdout);
-            output.stderr.extend(stderr);
-            if let Some(code) = done {
-                output.exit_code = code;
-                return Ok(output);
+            if progress {
+                backoff = IdleBackoff::new();
+                idle = None;
+                continue;
             }
+            // Windows holds a Receive until output comes or OperationTimeout passes; an answer
+            // without output well before that is a server that does not wait.
+            let answered_at_once = asked.elapsed() < Duration::from_secs(secs) / 2;
+            if !answered_at_once {
+                idle = None;
+                continue;
+            }
+            let (since, count) = idle.get_or_insert((asked, 0));
+            *count += 1;
+            // Twice the OperationTimeout of such answers is no slow command but a broken server.
+            if since.elapsed() > Duration::from_secs(2 * op_timeout) {
+                return Err(self.protocol(
+                    Operation::ReceiveOutput,
+                    format!(
+                        "the server answered {count} Receives at once without output for more \
+                         than {} s; a WinRM server holds a Receive until there is output or \
+                         OperationTimeout ({op_timeout} s) has passed",
+                        2 * op_timeout
+                    ),
+                ));
+            }
+            // The command's deadline (around this loop) cuts the pause short.
+            let pause = backoff.next().unwrap_or(IdleBackoff::MAX);
+            tokio::time::sleep(pause).await;
         }
     }
 

@@ -161,6 +161,8 @@ impl Malformed {
     }
 }
 
+use crate::util::terminal::one_line;
+
 /// The transport's own error, boxed.
 pub type TransportError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -168,7 +170,7 @@ pub type TransportError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[derive(Debug, thiserror::Error)]
 pub enum OpError {
     /// The script reported a known failure (exit code 1 with `error_kind`).
-    #[error("{op}: {kind}: {message} ({error_type})")]
+    #[error("{op}: {kind}: {} ({})", one_line(message), one_line(error_type))]
     Known {
         /// The operation.
         op: OpName,
@@ -236,7 +238,8 @@ fn stderr_suffix(stderr: &str) -> String {
     if t.chars().count() > MAX {
         shown.push_str("...");
     }
-    format!(": {shown}")
+    // Text from the server: escaped, so that the message is safe wherever it is shown.
+    format!(": {}", one_line(&shown))
 }
 
 impl OpError {

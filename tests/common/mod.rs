@@ -269,6 +269,11 @@ pub struct Lab {
 impl Lab {
     /// Serves `inventory/NAME` on 127.`subnet`.x.y with an optional scenario text.
     pub fn start(name: &str, subnet: u8, scenario: Option<&str>) -> Lab {
+        Lab::start_with(name, subnet, scenario, &[])
+    }
+
+    /// [`Lab::start`] with more arguments for `sim serve` (e.g. `--keytab FILE`).
+    pub fn start_with(name: &str, subnet: u8, scenario: Option<&str>, extra: &[&str]) -> Lab {
         let dir = tempfile::tempdir().expect("temp dir");
         let inventory = inventory_copy(dir.path(), name, subnet);
         let scenario_path = scenario.map(|text| {
@@ -276,7 +281,7 @@ impl Lab {
             std::fs::write(&p, text).expect("write the scenario");
             p
         });
-        let sim = Sim::start(&inventory, scenario_path.as_deref(), dir.path(), &[]);
+        let sim = Sim::start(&inventory, scenario_path.as_deref(), dir.path(), extra);
         Lab {
             dir,
             inventory,
@@ -356,5 +361,157 @@ impl Lab {
             }
         }
         out
+    }
+}
+
+/// The Python with the Kerberos peers (pyspnego over python-gssapi, pywinrm with pykerberos):
+/// `$WSUSFIX_PEER_KRB_PYTHON`, else the one `tests/peer/setup.sh --kerberos` creates (which
+/// installs MIT Kerberos and the build tools first). Never skips.
+pub fn kerberos_python() -> &'static Path {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON.get_or_init(|| {
+        if let Some(path) = std::env::var_os("WSUSFIX_PEER_KRB_PYTHON").filter(|p| !p.is_empty()) {
+            return PathBuf::from(path);
+        }
+        let lock = machine_lock("wsusfix-peer-venv.lock");
+        let setup = root().join("tests/peer/setup.sh");
+        let output = Command::new("bash")
+            .arg(&setup)
+            .arg("--kerberos")
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", setup.display()));
+        drop(lock);
+        assert!(
+            output.status.success(),
+            "{} --kerberos failed; it needs apt (Debian's libkrb5-dev, gcc) and PyPI (or set \
+             WSUSFIX_PEER_KRB_PYTHON to a python with pywinrm, pyspnego, gssapi, krb5 and \
+             pykerberos):\n{}",
+            setup.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        PathBuf::from(
+            stdout
+                .lines()
+                .last()
+                .expect("setup.sh prints the python path")
+                .trim(),
+        )
+    })
+}
+
+/// An exclusive lock on a file in the temporary folder, held until dropped (setup steps that
+/// several test processes may start at once).
+pub fn machine_lock(name: &str) -> std::fs::File {
+    let path = std::env::temp_dir().join(name);
+    let file = std::fs::File::create(&path).expect("create the lock file");
+    file.lock().expect("take the lock");
+    file
+}
+
+/// Installs MIT Kerberos once per machine (`tests/kdc/realm.sh install`), under a lock.
+pub fn install_kerberos() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let _lock = machine_lock("wsusfix-kdc-install.lock");
+        let script = root().join("tests/kdc/realm.sh");
+        let output = Command::new("bash")
+            .arg(&script)
+            .arg("install")
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+        assert!(
+            output.status.success(),
+            "{} install failed; the Kerberos tests need Debian's krb5-kdc, krb5-admin-server, \
+             krb5-user and faketime (apt-get, as root):\n{}",
+            script.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    });
+}
+
+/// The realm of the Kerberos tests (`tests/kdc/realm.sh`): user `wsusfix` with [`PASSWORD`].
+pub const REALM: &str = "LAB.TEST";
+/// The user principal name of the test realm's user.
+pub const KRB_USER: &str = "wsusfix@LAB.TEST";
+
+/// A throw-away MIT realm on loopback with its KDC running; stopped when dropped.
+pub struct Realm {
+    /// Its folder.
+    pub dir: tempfile::TempDir,
+    /// `IP:PORT` of the KDC.
+    pub kdc: String,
+    /// Its krb5.conf (for KRB5_CONFIG).
+    pub krb5_config: PathBuf,
+    /// The keytab of every service principal it was given.
+    pub keytab: PathBuf,
+    /// The KDC's log.
+    pub kdc_log: PathBuf,
+}
+
+impl Realm {
+    /// Starts a realm whose KDC listens on `kdc` (`IP:PORT`), with a `HTTP/<name>` service
+    /// principal for every name in `hosts`; `clock_offset` runs the KDC under faketime
+    /// (e.g. `+10m`).
+    pub fn start(kdc: &str, hosts: &[&str], clock_offset: Option<&str>) -> Realm {
+        install_kerberos();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut cmd = Command::new("bash");
+        cmd.arg(root().join("tests/kdc/realm.sh"))
+            .arg("start")
+            .arg(dir.path())
+            .arg("--realm")
+            .arg(REALM)
+            .arg("--kdc")
+            .arg(kdc)
+            .arg("--user")
+            .arg("wsusfix")
+            .env("REALM_PASSWORD", PASSWORD);
+        for h in hosts {
+            cmd.arg("--service").arg(format!("HTTP/{h}"));
+        }
+        if let Some(offset) = clock_offset {
+            cmd.arg("--clock-offset").arg(offset);
+        }
+        let output = cmd.output().expect("run tests/kdc/realm.sh");
+        assert!(
+            output.status.success(),
+            "tests/kdc/realm.sh start failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        let value = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{key}=")))
+                .unwrap_or_else(|| panic!("realm.sh printed no {key}:\n{text}"))
+                .to_string()
+        };
+        Realm {
+            kdc: value("KDC"),
+            krb5_config: PathBuf::from(value("KRB5_CONFIG")),
+            keytab: PathBuf::from(value("KEYTAB")),
+            kdc_log: PathBuf::from(value("KDC_LOG")),
+            dir,
+        }
+    }
+
+    /// The KDC's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.kdc_log).unwrap_or_default()
+    }
+
+    /// How many lines of the KDC's log contain `what`.
+    pub fn log_count(&self, what: &str) -> usize {
+        self.log().lines().filter(|l| l.contains(what)).count()
+    }
+}
+
+impl Drop for Realm {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(root().join("tests/kdc/realm.sh"))
+            .arg("stop")
+            .arg(self.dir.path())
+            .output();
     }
 }

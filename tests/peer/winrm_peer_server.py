@@ -27,6 +27,9 @@ does, as far as a client can tell:
   stdout is encoded in the shell's code page (437 or 65001) and handed out in small chunks
   across several Receive replies.
 - Requests larger than --max-envelope-kb get HTTP 413.
+- With --require-cbt (HTTPS), Extended Protection as Windows' CbtHardeningLevel=Strict: an NTLM
+  logon must carry the tls-server-end-point channel binding of the listener's certificate
+  (RFC 5929), or it is refused.
 - Control (no auth): POST /peer/control with body "drop-auth" forgets every connection's security
   context (the next request gets 401); GET /peer/log returns the JSON log of actions.
 
@@ -50,6 +53,8 @@ import xml.etree.ElementTree as ET
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import spnego
+from cryptography.hazmat.primitives import serialization
+from spnego.channel_bindings import GssChannelBindings
 
 NS = {
     "s": "http://www.w3.org/2003/05/soap-envelope",
@@ -323,7 +328,7 @@ class Handler(BaseHTTPRequestHandler):
         if auth.lower().startswith("negotiate "):
             token = base64.b64decode(auth.split(" ", 1)[1])
             if self.ctx is None or self.ctx.complete or self.ctx_generation != STATE["generation"]:
-                self.ctx = spnego.server(protocol="negotiate")
+                self.ctx = spnego.server(protocol="negotiate", channel_bindings=self.server.cbt)
                 self.ctx_generation = STATE["generation"]
             try:
                 out = self.ctx.step(token)
@@ -555,17 +560,36 @@ class Server(ThreadingHTTPServer):
         traceback.print_exc(file=sys.stderr)
 
 
+def channel_bindings(cert_file):
+    """The tls-server-end-point binding (RFC 5929 4.1) of the certificate in cert_file."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    with open(cert_file, "rb") as f:
+        cert = x509.load_pem_x509_certificate(f.read())
+    algorithm = cert.signature_hash_algorithm
+    if algorithm is None or isinstance(algorithm, (hashes.MD5, hashes.SHA1)):
+        algorithm = hashes.SHA256()
+    digest = hashes.Hash(algorithm)
+    digest.update(cert.public_bytes(serialization.Encoding.DER))
+    return GssChannelBindings(application_data=b"tls-server-end-point:" + digest.finalize())
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tls-cert")
     parser.add_argument("--tls-key")
     parser.add_argument("--max-envelope-kb", type=int, default=150)
+    parser.add_argument("--require-cbt", action="store_true")
     args = parser.parse_args()
     if not os.environ.get("NTLM_USER_FILE"):
         sys.exit("NTLM_USER_FILE must name the credential file")
     server = Server(("127.0.0.1", 0), Handler)
     server.tls = bool(args.tls_cert)
     server.max_envelope = args.max_envelope_kb * 1024
+    server.cbt = None
+    if args.require_cbt:
+        server.cbt = channel_bindings(args.tls_cert)
     if server.tls:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2

@@ -123,6 +123,7 @@ fn serve_shard(a: &ChildArgs, out: &mut dyn Write) -> Result<(), String> {
             http_port: a.port,
             https_port: None,
             state_file: None,
+            keytab: None,
         },
     ))?;
     let _ = writeln!(

@@ -5,11 +5,12 @@
 //! `wuauclt /detectnow`, take the log lines written since, and pass them to
 //! [`summarize_detection`]. A search runs from `Agent ** START **  Agent: Finding updates` to
 //! `Agent **  END  **  Agent: Finding updates`; a fragment without those markers (a copy from an
-//! article) counts as one search when it shows a sync, a result or a failure.
+//! article, an excerpt that begins mid-search) counts as one search when it shows a sync, a
+//! result, the search's own failure lines or its end (see [`searches`]).
 
 use serde::Serialize;
 
-use super::client::{self, ClientEvent, ClientEventKind};
+use super::client::{self, ClientEvent, ClientEventKind, FailureForm, Kb954960Pattern};
 use super::hresult::HResult;
 use super::windowsupdate::{self, WindowsUpdateRecord};
 
@@ -19,7 +20,8 @@ use super::windowsupdate::{self, WindowsUpdateRecord};
 pub enum DetectionOutcome {
     /// `Found N updates and M categories in search`.
     Succeeded { updates: u32, categories: u32 },
-    /// KB 954960's failure (0x8024400E, `InternalServerError`, `SyncUpdates`).
+    /// KB 954960's failure (0x8024400E, `InternalServerError`, `SyncUpdates`), in full or in
+    /// part (see [`DetectionSummary::pattern`]).
     FailedThisBug { fault_id: Option<String> },
     /// Any other failure, named by its code: not KB 954960.
     FailedOther { code: HResult },
@@ -75,6 +77,8 @@ pub struct Search {
     /// From `+ ServiceId = {...}, Server URL = ...`: the WSUS server synchronised with.
     pub server_url: Option<String>,
     pub outcome: DetectionOutcome,
+    /// For [`DetectionOutcome::FailedThisBug`]: how much of KB 954960's failure the lines show.
+    pub pattern: Option<Kb954960Pattern>,
     /// The lines the outcome rests on, ascending.
     pub evidence: Vec<usize>,
     /// Every fault ID the search's SOAP failures carried, KB 954960 or not, with the line of the
@@ -88,7 +92,15 @@ pub struct FaultSeen {
     pub id: String,
     /// Line of the failure record the ID belongs to.
     pub line: usize,
-    pub kb954960: bool,
+    /// How much of KB 954960's failure the fault's lines show; `None` for another failure.
+    pub pattern: Option<Kb954960Pattern>,
+}
+
+impl FaultSeen {
+    /// True when the failure shows KB 954960's pattern, in full or in part.
+    pub fn kb954960(&self) -> bool {
+        self.pattern.is_some()
+    }
 }
 
 /// The verdict on the detections in a stretch of log.
@@ -96,6 +108,9 @@ pub struct FaultSeen {
 pub struct DetectionSummary {
     #[serde(flatten)]
     pub outcome: DetectionOutcome,
+    /// For a failure with KB 954960: how much of its pattern the lines show.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<Kb954960Pattern>,
     /// The server the deciding search synchronised with, when logged.
     pub server_url: Option<String>,
     /// The lines the verdict rests on, ascending (1-based within the text given).
@@ -135,6 +150,7 @@ pub fn summarize_searches(searches: &[Search], events: &[ClientEvent]) -> Detect
     if let Some(search) = deciding {
         return DetectionSummary {
             outcome: search.outcome.clone(),
+            pattern: search.pattern,
             server_url: search.server_url.clone(),
             evidence: search.evidence.clone(),
         };
@@ -167,40 +183,72 @@ pub fn summarize_searches(searches: &[Search], events: &[ClientEvent]) -> Detect
     };
     DetectionSummary {
         outcome,
+        pattern: None,
         server_url: None,
         evidence,
     }
 }
 
+/// Web-service calls that are not part of a search.
+const NOT_SEARCH_CALLS: [&str; 2] = ["ReportEventBatch", "GetFileLocations"];
+
 /// The searches in `events`, in order.
+///
+/// A search runs from its `** START **` line to its `**  END  **` line. Lines of a search seen
+/// without its start (an excerpt that begins mid-search) make a fragment that counts as one
+/// search: a sync, a SOAP failure, a result, the search's own failure lines or exit code, or
+/// its end line. Failures logged after a search (Automatic Updates' report of it) belong to
+/// that search, and make one only when no search is in the text at all. Failures inside
+/// another operation (installing, downloading, the service starting) belong to no search.
 pub fn searches(events: &[ClientEvent]) -> Vec<Search> {
-    let mut done = Vec::new();
+    let mut done: Vec<Search> = Vec::new();
     let mut current: Option<SearchBuilder> = None;
+    let mut in_other_operation = false;
     for event in events {
+        let starts_fragment = match &event.kind {
+            ClientEventKind::SyncStarted
+            | ClientEventKind::SyncServer { .. }
+            | ClientEventKind::SearchSucceeded { .. } => true,
+            ClientEventKind::SoapFailure(f) => f
+                .operation
+                .as_deref()
+                .is_none_or(|op| !NOT_SEARCH_CALLS.contains(&op)),
+            ClientEventKind::Failure { form, .. } => match form {
+                FailureForm::ExitCode | FailureForm::Search => !in_other_operation,
+                FailureForm::SearchReported => done.is_empty() && !in_other_operation,
+                FailureForm::Transport | FailureForm::Other => false,
+            },
+            _ => false,
+        };
         match &event.kind {
             ClientEventKind::SearchStarted { caller } => {
                 done.extend(current.take().map(SearchBuilder::finish));
+                in_other_operation = false;
                 current = Some(SearchBuilder {
                     start_line: Some(event.line),
                     caller: caller.clone(),
                     ..SearchBuilder::default()
                 });
             }
-            ClientEventKind::SearchEnded { .. } => {
-                if let Some(mut search) = current.take() {
-                    search.end_line = Some(event.line);
-                    done.push(search.finish());
+            ClientEventKind::SearchEnded { caller } => {
+                let mut search = current.take().unwrap_or_else(|| SearchBuilder {
+                    caller: caller.clone(),
+                    ..SearchBuilder::default()
+                });
+                search.end_line = Some(event.line);
+                done.push(search.finish());
+            }
+            ClientEventKind::OtherOperation { started } => {
+                // A fragment that the end of another operation closes was that operation's.
+                if !started && current.as_ref().is_some_and(|c| c.start_line.is_none()) {
+                    current = None;
                 }
+                in_other_operation = *started;
             }
-            ClientEventKind::SyncStarted
-            | ClientEventKind::SyncServer { .. }
-            | ClientEventKind::SoapFailure(_)
-            | ClientEventKind::SearchSucceeded { .. } => {
-                current
-                    .get_or_insert_with(SearchBuilder::default)
-                    .add(event);
-            }
-            ClientEventKind::Failure { .. } => {
+            _ if starts_fragment => current
+                .get_or_insert_with(SearchBuilder::default)
+                .add(event),
+            ClientEventKind::Failure { .. } | ClientEventKind::SoapFailure(_) => {
                 if let Some(search) = current.as_mut() {
                     search.add(event);
                 }
@@ -222,12 +270,12 @@ struct SearchBuilder {
     /// The last event added was `PT: Synchronizing server updates`.
     after_sync_start: bool,
     found: Option<(usize, u32, u32)>,
-    /// KB 954960 failures: fault ID and lines.
-    this_bug: Vec<(Option<String>, Vec<usize>)>,
+    /// KB 954960 failures: fault ID, lines and how much of the pattern they show.
+    this_bug: Vec<(Option<String>, Vec<usize>, Kb954960Pattern)>,
     /// Other SOAP failures: code and lines.
     other_soap: Vec<(Option<HResult>, Vec<usize>)>,
-    /// Other failure records: code, line, whether it is the exit code.
-    failures: Vec<(HResult, usize, bool)>,
+    /// Other failure records: code, line, form.
+    failures: Vec<(HResult, usize, FailureForm)>,
     faults: Vec<FaultSeen>,
 }
 
@@ -251,52 +299,80 @@ impl SearchBuilder {
                 categories,
             } => self.found = Some((event.line, *updates, *categories)),
             ClientEventKind::SoapFailure(failure) => {
-                let kb954960 = failure.is_kb954960();
+                let pattern = failure.kb954960();
                 if let Some(id) = &failure.fault.id {
                     self.faults.push(FaultSeen {
                         id: id.clone(),
                         line: event.line,
-                        kb954960,
+                        pattern,
                     });
                 }
-                if kb954960 {
-                    self.this_bug
-                        .push((failure.fault.id.clone(), failure.lines.clone()));
-                } else {
-                    self.other_soap.push((failure.code, failure.lines.clone()));
+                match pattern {
+                    Some(pattern) => self.this_bug.push((
+                        failure.fault.id.clone(),
+                        failure.lines.clone(),
+                        pattern,
+                    )),
+                    None => self.other_soap.push((failure.code, failure.lines.clone())),
                 }
             }
-            ClientEventKind::Failure { code, exit_code } => {
-                self.failures.push((*code, event.line, *exit_code));
+            ClientEventKind::Failure { code, form } => {
+                self.failures.push((*code, event.line, *form));
             }
             _ => {}
         }
     }
 
+    /// The code a failed search is named by: its exit code, else the code of a failed call,
+    /// else its own failure lines (the outermost, logged last), else what was reported of it,
+    /// and only then a code from the connection underneath or any other warning.
+    fn failure_code(&self) -> Option<HResult> {
+        let last_of = |form: FailureForm| {
+            self.failures
+                .iter()
+                .rev()
+                .find(|(_, _, f)| *f == form)
+                .map(|(code, _, _)| *code)
+        };
+        let first_of = |form: FailureForm| {
+            self.failures
+                .iter()
+                .find(|(_, _, f)| *f == form)
+                .map(|(code, _, _)| *code)
+        };
+        last_of(FailureForm::ExitCode)
+            .or_else(|| self.other_soap.iter().rev().find_map(|(code, _)| *code))
+            .or_else(|| last_of(FailureForm::Search))
+            .or_else(|| first_of(FailureForm::SearchReported))
+            .or_else(|| first_of(FailureForm::Transport))
+            .or_else(|| first_of(FailureForm::Other))
+    }
+
     fn finish(self) -> Search {
         let mut evidence: Vec<usize> = self.start_line.into_iter().collect();
         evidence.extend(&self.sync_lines);
-        let exit_code = self.failures.iter().find(|(_, _, exit)| *exit);
-        let outcome = if let Some((fault_id, _)) = self.this_bug.first() {
-            for (_, lines) in &self.this_bug {
+        let mut pattern = None;
+        let outcome = if let Some(best) = self.this_bug.iter().map(|(_, _, p)| *p).min() {
+            for (_, lines, _) in &self.this_bug {
                 evidence.extend(lines);
             }
             let code = crate::core::logs::hresult::SOAP_SERVER;
             evidence.extend(self.failures_with(code));
-            DetectionOutcome::FailedThisBug {
-                fault_id: fault_id.clone(),
-            }
+            pattern = Some(best);
+            let fault_id = self
+                .this_bug
+                .iter()
+                .find(|(_, _, p)| *p == best)
+                .and_then(|(id, _, _)| id.clone())
+                .or_else(|| self.this_bug.iter().find_map(|(id, _, _)| id.clone()));
+            DetectionOutcome::FailedThisBug { fault_id }
         } else if let Some((line, updates, categories)) = self.found {
             evidence.push(line);
             DetectionOutcome::Succeeded {
                 updates,
                 categories,
             }
-        } else if let Some(code) = exit_code
-            .map(|(code, _, _)| *code)
-            .or_else(|| self.other_soap.iter().find_map(|(code, _)| *code))
-            .or_else(|| self.failures.first().map(|(code, _, _)| *code))
-        {
+        } else if let Some(code) = self.failure_code() {
             for (soap_code, lines) in &self.other_soap {
                 if *soap_code == Some(code) {
                     evidence.extend(lines);
@@ -322,6 +398,7 @@ impl SearchBuilder {
             caller: self.caller,
             server_url: self.server_url,
             outcome,
+            pattern,
             evidence,
             faults: self.faults,
         }
@@ -421,6 +498,7 @@ mod tests {
                 outcome: DetectionOutcome::FailedThisBug {
                     fault_id: Some("c0a7445f-b989-43fa-ac20-11f8ca65fa8c".into())
                 },
+                pattern: Some(Kb954960Pattern::Complete),
                 server_url: Some("http://wsus01:8530/ClientWebService/client.asmx".into()),
                 evidence: (1..=14).collect(),
             }

@@ -93,16 +93,33 @@ fn after_keyword(text: &str, i: usize) -> Option<HResult> {
 /// What a code means, for the codes a WSUS client meets most (Windows Update error reference).
 pub fn describe(code: HResult) -> Option<&'static str> {
     Some(match code.0 {
+        0x8024_000E => {
+            "WU_E_XML_INVALID: the update agent found invalid information in an update's XML data"
+        }
+        0x8024_4007 => "WU_E_PT_SOAPCLIENT_SOAPFAULT: the server answered with a SOAP fault",
+        0x8024_4008 => {
+            "WU_E_PT_SOAPCLIENT_PARSEFAULT: the client could not parse the server's SOAP fault"
+        }
         0x8024_400D => "WU_E_PT_SOAP_CLIENT: the server found the client's request malformed",
         0x8024_400E => "WU_E_PT_SOAP_SERVER: the server could not process the request",
         0x8024_4010 => "WU_E_PT_EXCEEDED_MAX_SERVER_TRIPS: too many round trips to the server",
         0x8024_4017 => "WU_E_PT_HTTP_STATUS_DENIED: HTTP 401, access denied",
+        0x8024_4018 => "WU_E_PT_HTTP_STATUS_FORBIDDEN: HTTP 403, forbidden",
         0x8024_4019 => "WU_E_PT_HTTP_STATUS_NOT_FOUND: HTTP 404, not found",
+        0x8024_401B => {
+            "WU_E_PT_HTTP_STATUS_PROXY_AUTH_REQ: HTTP 407, the proxy requires authentication"
+        }
         0x8024_401C => "WU_E_PT_HTTP_STATUS_REQUEST_TIMEOUT: HTTP 408, request timed out",
+        0x8024_401F => "WU_E_PT_HTTP_STATUS_SERVER_ERROR: HTTP 500, the server failed inside",
         0x8024_402C => "WU_E_PT_WINHTTP_NAME_NOT_RESOLVED: the server name could not be resolved",
+        0x8024_402F => {
+            "WU_E_PT_ECP_SUCCEEDED_WITH_ERRORS: external cab file processing completed with errors"
+        }
         0x8024_A000 => "WU_E_AU_NOSERVICE: Automatic Updates could not take the request",
         0x8007_2EE2 => "ERROR_INTERNET_TIMEOUT: the connection to the server timed out",
+        0x8007_2EE7 => "ERROR_INTERNET_NAME_NOT_RESOLVED: the server name could not be resolved",
         0x8007_2EFD => "ERROR_INTERNET_CANNOT_CONNECT: could not connect to the server",
+        0x8007_2EFE => "ERROR_INTERNET_CONNECTION_ABORTED: the connection was ended abnormally",
         _ => return None,
     })
 }

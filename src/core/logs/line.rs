@@ -30,6 +30,25 @@ pub(crate) fn next_field(s: &str) -> Option<(&str, &str)> {
     Some((&s[..end], &s[end..]))
 }
 
+/// The whitespace-separated tokens of `s` (spaces or tabs) with their byte offsets.
+pub(crate) fn tokens(s: &str) -> Vec<(usize, &str)> {
+    let mut out = Vec::new();
+    let mut start = None;
+    for (i, c) in s.char_indices() {
+        if c == ' ' || c == '\t' {
+            if let Some(from) = start.take() {
+                out.push((from, &s[from..i]));
+            }
+        } else if start.is_none() {
+            start = Some(i);
+        }
+    }
+    if let Some(from) = start {
+        out.push((from, &s[from..]));
+    }
+    out
+}
+
 /// True when `s` has exactly `n` bytes and all are ASCII digits.
 pub(crate) fn is_digits(s: &str, n: usize) -> bool {
     s.len() == n && s.bytes().all(|b| b.is_ascii_digit())
@@ -70,5 +89,14 @@ mod tests {
         assert_eq!(next_field("  952\t5b4"), Some(("952", "\t5b4")));
         assert_eq!(next_field("PT"), Some(("PT", "")));
         assert_eq!(next_field(" \t "), None);
+    }
+
+    #[test]
+    fn tokens_carry_their_offsets() {
+        assert_eq!(
+            tokens(" Date\tTime  788 "),
+            vec![(1, "Date"), (6, "Time"), (12, "788")]
+        );
+        assert_eq!(tokens(""), vec![]);
     }
 }

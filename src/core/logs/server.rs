@@ -7,7 +7,7 @@
 //! `SoapUtilities.CreateException ThrowException: actor = ..., ID=<fault id>, ErrorCode=...` on the
 //! same thread: the ID the client wrote in its own log.
 
-use super::client::normalize_fault_id;
+use super::client::fault_id;
 use super::softdist::{Level, SoftDistRecord};
 
 /// A recognised event and the line it starts on.
@@ -71,7 +71,9 @@ pub fn events(records: &[SoftDistRecord<'_>]) -> Vec<ServerEvent> {
         } else {
             None
         };
-        if record.level == Level::Error {
+        let is_error = record.level == Level::Error
+            || (record.level == Level::Unknown && record.message.starts_with("System."));
+        if is_error {
             let dup = matches!(kind, Some(ServerEventKind::DuplicateKey { .. }));
             pending.retain(|(source, _, _)| *source != record.source);
             pending.push((record.source, record.line, dup));
@@ -88,19 +90,23 @@ pub fn events(records: &[SoftDistRecord<'_>]) -> Vec<ServerEvent> {
 }
 
 fn duplicate_key(record: &SoftDistRecord<'_>) -> Option<ServerEventKind> {
+    // The origin or the stack trace must show the client web service: a paste that left the
+    // message alone does not say which component failed, and the synchronisation raises the
+    // same exception.
     let in_client_service = record.class().ends_with("ClientImplementation")
         || record
-            .continuation
+            .stack_frames()
             .iter()
-            .any(|l| l.text.contains("ClientImplementation."));
-    let is_duplicate = record.message.contains("ArgumentException")
-        && record.message.contains("Item has already been added");
+            .any(|f| f.contains("ClientImplementation."));
+    let text = record.exception_text();
+    let is_duplicate =
+        text.contains("ArgumentException") && text.contains("Item has already been added");
     if !(is_duplicate && in_client_service) {
         return None;
     }
     Some(ServerEventKind::DuplicateKey {
-        key: quoted_after(record.message, "Key in dictionary:")
-            .or_else(|| quoted_after(record.message, "Key being added:")),
+        key: quoted_after(&text, "Key in dictionary:")
+            .or_else(|| quoted_after(&text, "Key being added:")),
         origin: record.origin.to_string(),
         source: record.source.to_string(),
         stack_lines: record.continuation.iter().map(|l| l.number).collect(),
@@ -119,17 +125,19 @@ fn fault_raised(record: &SoftDistRecord<'_>) -> Option<(String, Option<String>, 
     if record.method() != "CreateException" && !record.message.contains("ThrowException") {
         return None;
     }
+    // A copy may have wrapped the fields onto the next line.
+    let text = record.exception_text();
     let field = |name: &str| {
-        record.message.split(',').find_map(|part| {
+        text.split(',').find_map(|part| {
             let (key, value) = part.split_once('=')?;
             let key = key.trim();
             let key = key.rsplit(' ').next().unwrap_or(key);
             (key == name).then(|| value.trim().to_string())
         })
     };
-    let id = field("ID").filter(|id| !id.is_empty())?;
+    let id = field("ID").as_deref().and_then(fault_id)?;
     Some((
-        normalize_fault_id(&id),
+        id,
         field("ErrorCode").filter(|c| !c.is_empty()),
         field("actor").filter(|a| !a.is_empty()),
     ))
@@ -201,6 +209,54 @@ mod tests {
 ";
         let records = softdist::parse(text);
         assert_eq!(events(&records), vec![]);
+    }
+
+    #[test]
+    fn a_pasted_message_alone_does_not_say_where_it_failed() {
+        let read = |text: &str| {
+            let lines = crate::core::logs::paste::lines(text);
+            events(&softdist::read_pasted(&lines).records)
+        };
+        let bare = "System.ArgumentException: Item has already been added. Key in dictionary: '8862' Key being added: '8862'\n\
+                    ThrowException: actor = http://wsus/ClientWebService/client.asmx, ID=c0a7445f-b989-43fa-ac20-11f8ca65fa8c, ErrorCode=InternalServerError, Message=, Client=?\n";
+        let found = read(bare);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(matches!(found[0].kind, ServerEventKind::FaultRaised { .. }));
+        let with_stack = format!(
+            "{}   at Microsoft.UpdateServices.Internal.ClientImplementation.GetSyncInfo(x)\n{}",
+            bare.lines().next().unwrap(),
+            bare.lines().nth(1).unwrap()
+        );
+        let found = read(&with_stack);
+        assert!(matches!(
+            found[0].kind,
+            ServerEventKind::DuplicateKey { .. }
+        ));
+        assert!(matches!(
+            found[1].kind,
+            ServerEventKind::FaultRaised {
+                error_line: Some(1),
+                duplicate_key: true,
+                ..
+            }
+        ));
+        // Another component's exception; a later error's stack through the client web service
+        // is that error's, not this one's.
+        let elsewhere = "System.ArgumentException: Item has already been added. Key in dictionary: 'x'\n\
+                         at Microsoft.UpdateServices.ServerSync.CatalogSyncAgentCore.Run()\n\
+                         DBLAYER: SqlException: Timeout expired.\n\
+                         at Microsoft.UpdateServices.Internal.ClientImplementation.SyncUpdates(Cookie cookie)\n";
+        assert_eq!(read(elsewhere), vec![]);
+        // The same in a whole file whose lines a paste partly stripped.
+        let mixed = "2009-03-27 06:00:14.220 UTC Error WsusService.13 CatalogSyncAgentCore.ExecuteSyncProtocol System.ArgumentException: Item has already been added. Key in dictionary: 'x'\n\
+                     \x20  at Microsoft.UpdateServices.ServerSync.CatalogSyncAgentCore.ExecuteSyncProtocol(Boolean allowRedirect)\n\
+                     DBConnection.LogSqlException DBLAYER: SqlException: Timeout expired.\n\
+                     \x20  at Microsoft.UpdateServices.Internal.ClientImplementation.SyncUpdates(Cookie cookie)\n";
+        assert_eq!(events(&softdist::parse(mixed)), vec![]);
+        let ran_on = "System.ArgumentException: Item has already been added. at System.Collections.Hashtable.Insert(Object key) at Microsoft.UpdateServices.ServerSync.CatalogSyncAgentCore.Run() DBLAYER: SqlException: Timeout at Microsoft.UpdateServices.Internal.ClientImplementation.SyncUpdates(Cookie cookie)\n";
+        assert_eq!(read(ran_on), vec![]);
+        let kb = "System.ArgumentException: Item has already been added. at System.Collections.Hashtable.Insert(Object key) at Microsoft.UpdateServices.Internal.ClientImplementation.GetSyncInfo(DataAccess dataAccess)\n";
+        assert_eq!(read(kb).len(), 1);
     }
 }
 

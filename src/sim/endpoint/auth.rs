@@ -1,6 +1,7 @@
-//! Logons as a default WinRM 2.0 listener accepts them: `Negotiate` carrying raw NTLMSSP or
-//! SPNEGO-wrapped NTLM (an `sspi` acceptor per TCP connection), and `Basic` (HTTPS only, bare
-//! local account names). Also the established context's sealing for MS-WSMV encryption.
+//! Logons as a default WinRM 2.0 listener accepts them: `Negotiate` carrying raw NTLMSSP,
+//! SPNEGO-wrapped NTLM or Kerberos (SPNEGO or raw krb5; see `kerberos`), an `sspi` acceptor per
+//! TCP connection, and `Basic` (HTTPS only, bare local account names). A hardened host refuses
+//! NTLM outright. Also the established context's sealing for MS-WSMV encryption.
 //!
 //! `sspi` does not check the NTLMv2 proof when the MIC is left out, nor the user name; the
 //! type-3 message is checked here first (see `ntlm`), and only a message that proves an account
@@ -16,6 +17,7 @@ use sspi::{
 
 use super::framing;
 use super::host::Account;
+use super::kerberos::{self, KerberosContext, Offer, ServiceKeys};
 use super::ntlm;
 
 /// The length of an NTLM signature (the security trailer of NTLM sealing).
@@ -24,6 +26,23 @@ const NTLM_SIGNATURE_LEN: usize = 16;
 enum Context {
     Ntlm(Box<Ntlm>),
     Negotiate(Box<Negotiate>),
+    Kerberos(KerberosContext),
+}
+
+/// What a host accepts: its name, accounts, whether NTLM is allowed, its Kerberos keys.
+#[derive(Clone, Copy)]
+pub(crate) struct Policy<'a> {
+    pub host: &'a str,
+    pub accounts: &'a [Account],
+    pub ntlm: bool,
+    pub kerberos: Option<&'a ServiceKeys>,
+}
+
+/// The protocol of an established logon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Protocol {
+    Ntlm,
+    Kerberos,
 }
 
 /// A logon in progress on one connection.
@@ -39,19 +58,32 @@ pub(crate) struct Session {
     ctx: Context,
     /// The account's user name as configured.
     pub account: String,
+    /// NTLM or Kerberos.
+    pub protocol: Protocol,
+    /// The security trailer (signature) length of sealing: 16 for NTLM, 60 for Kerberos AES.
+    trailer: usize,
 }
 
 /// What one handshake leg comes to.
 pub(crate) enum Outcome {
     /// Send this token with a 401 and wait for the next leg.
     Continue(Handshake, Vec<u8>),
-    /// Logged on; the token (SPNEGO's final one), if any, goes on the 200.
+    /// Logged on; the token (SPNEGO's final one, Kerberos's AP-REP), if any, goes on the 200.
     Established(Session, Option<Vec<u8>>),
-    /// Refused: 401. The reason is for the log only.
-    Refused(String),
+    /// Refused: 401, with the token if there is one (a Kerberos KRB-ERROR). The reason is for
+    /// the log only.
+    Refused { why: String, token: Option<Vec<u8>> },
 }
 
-/// Whether a token starts a new logon (an NTLM NEGOTIATE or an SPNEGO NegTokenInit).
+fn refused(why: impl Into<String>) -> Outcome {
+    Outcome::Refused {
+        why: why.into(),
+        token: None,
+    }
+}
+
+/// Whether a token starts a new logon (an NTLM NEGOTIATE, an SPNEGO NegTokenInit or a raw krb5
+/// AP-REQ).
 pub(crate) fn is_initial(token: &[u8]) -> bool {
     ntlm::message_type(token) == Some(1) || token.first() == Some(&0x60)
 }
@@ -124,7 +156,19 @@ fn spnego_identities(accounts: &[Account], host: &str) -> Vec<AuthIdentity> {
 
 impl Handshake {
     /// Starts a logon with an initial token (see [`is_initial`]).
-    pub fn begin(token: &[u8], host: &str, accounts: &[Account]) -> Outcome {
+    pub fn begin(token: &[u8], policy: Policy<'_>) -> Outcome {
+        let (host, accounts) = (policy.host, policy.accounts);
+        match kerberos::offer(token) {
+            Offer::Ntlm if !policy.ntlm => {
+                // "Network security: Restrict NTLM: Incoming NTLM traffic = Deny all".
+                return refused("NTLM is disabled on this host");
+            }
+            Offer::Ntlm => {}
+            kind @ (Offer::SpnegoKerberos | Offer::RawKerberos) => {
+                return Handshake::kerberos(token, kind, policy);
+            }
+            Offer::Unknown => return refused("not an NTLM or Kerberos token"),
+        }
         let ctx = if ntlm::message_type(token) == Some(1) {
             Context::Ntlm(Box::new(Ntlm::with_config(NtlmConfig::new(
                 host.to_string(),
@@ -137,7 +181,7 @@ impl Handshake {
             );
             match Negotiate::new_server(config, spnego_identities(accounts, host)) {
                 Ok(n) => Context::Negotiate(Box::new(n)),
-                Err(e) => return Outcome::Refused(format!("negotiate: {e}")),
+                Err(e) => return refused(format!("negotiate: {e}")),
             }
         };
         Handshake {
@@ -148,12 +192,49 @@ impl Handshake {
         .next(token, accounts)
     }
 
+    /// A Kerberos logon: one leg, the AP-REQ in, the AP-REP out.
+    fn kerberos(token: &[u8], kind: Offer, policy: Policy<'_>) -> Outcome {
+        let Some(keys) = policy.kerberos else {
+            return refused("Kerberos: this host has no service key (no keytab entry)");
+        };
+        let accepted = match kerberos::accept(token, kind, keys) {
+            Ok(a) => a,
+            Err(r) => {
+                return Outcome::Refused {
+                    why: format!("Kerberos: {}", r.why),
+                    token: Some(r.token),
+                };
+            }
+        };
+        let Some(account) = policy
+            .accounts
+            .iter()
+            .find(|a| kerberos::principal_is(&accepted.client, &a.username))
+        else {
+            return refused(format!(
+                "Kerberos: {} is not an account of this host",
+                accepted.client
+            ));
+        };
+        let mut ctx = Context::Kerberos(accepted.context);
+        let trailer = trailer_of(&mut ctx);
+        Outcome::Established(
+            Session {
+                ctx,
+                account: account.username.clone(),
+                protocol: Protocol::Kerberos,
+                trailer,
+            },
+            (!accepted.token.is_empty()).then_some(accepted.token),
+        )
+    }
+
     /// Feeds the next token of the logon.
     pub fn next(mut self, token: &[u8], accounts: &[Account]) -> Outcome {
         let mut creds = None;
         if let Some(msg) = ntlm::find_message(token, 3) {
             let Some(challenge) = self.challenge else {
-                return Outcome::Refused("AUTHENTICATE before CHALLENGE".into());
+                return refused("AUTHENTICATE before CHALLENGE");
             };
             let checked = ntlm::parse_authenticate(msg).and_then(|auth| {
                 let pairs = accounts
@@ -170,7 +251,7 @@ impl Handshake {
                         accounts[index].password.expose(),
                     ));
                 }
-                Err(refusal) => return Outcome::Refused(refusal.to_string()),
+                Err(refusal) => return refused(refusal.to_string()),
             }
         }
 
@@ -186,31 +267,52 @@ impl Handshake {
                 }
             }),
             Context::Negotiate(n) => accept_negotiate(n, creds, token),
+            Context::Kerberos(_) => return refused("Kerberos takes one leg"),
         };
         let (status, out) = match stepped {
             Ok(s) => s,
-            Err(e) => return Outcome::Refused(format!("{:?}: {}", e.error_type, e.description)),
+            Err(e) => return refused(format!("{:?}: {}", e.error_type, e.description)),
         };
         if self.challenge.is_none() {
             self.challenge = ntlm::find_message(&out, 2).and_then(ntlm::server_challenge);
         }
         match status {
             SecurityStatus::Ok => match self.proved {
-                Some(index) => Outcome::Established(
-                    Session {
-                        ctx: self.ctx,
-                        account: accounts[index].username.clone(),
-                    },
-                    (!out.is_empty()).then_some(out),
-                ),
-                None => Outcome::Refused("no AUTHENTICATE message was checked".into()),
+                Some(index) => {
+                    let mut ctx = self.ctx;
+                    let trailer = trailer_of(&mut ctx);
+                    Outcome::Established(
+                        Session {
+                            ctx,
+                            account: accounts[index].username.clone(),
+                            protocol: Protocol::Ntlm,
+                            trailer,
+                        },
+                        (!out.is_empty()).then_some(out),
+                    )
+                }
+                None => refused("no AUTHENTICATE message was checked"),
             },
             SecurityStatus::ContinueNeeded | SecurityStatus::CompleteAndContinue => {
                 Outcome::Continue(self, out)
             }
-            other => Outcome::Refused(format!("unexpected status {other:?}")),
+            other => refused(format!("unexpected status {other:?}")),
         }
     }
+}
+
+/// The security trailer of an established context (NTLM's 16-byte signature when sspi does not
+/// say).
+fn trailer_of(ctx: &mut Context) -> usize {
+    let sizes = match ctx {
+        Context::Ntlm(n) => n.query_context_sizes(),
+        Context::Negotiate(n) => n.query_context_sizes(),
+        Context::Kerberos(KerberosContext::Negotiate(n)) => n.query_context_sizes(),
+        Context::Kerberos(KerberosContext::Raw(k)) => k.query_context_sizes(),
+    };
+    sizes
+        .map(|s| s.security_trailer as usize)
+        .unwrap_or(NTLM_SIGNATURE_LEN)
 }
 
 /// Why a sealed message could not be opened or sealed.
@@ -224,9 +326,14 @@ pub(crate) enum SealError {
 
 impl Session {
     fn encrypt(&mut self, bufs: &mut [SecurityBufferRef<'_>]) -> sspi::Result<()> {
+        let flags = EncryptionFlags::empty();
         match &mut self.ctx {
-            Context::Ntlm(n) => n.encrypt_message(EncryptionFlags::empty(), bufs).map(drop),
-            Context::Negotiate(n) => n.encrypt_message(EncryptionFlags::empty(), bufs).map(drop),
+            Context::Ntlm(n) => n.encrypt_message(flags, bufs).map(drop),
+            Context::Negotiate(n) => n.encrypt_message(flags, bufs).map(drop),
+            Context::Kerberos(KerberosContext::Negotiate(n)) => {
+                n.encrypt_message(flags, bufs).map(drop)
+            }
+            Context::Kerberos(KerberosContext::Raw(k)) => k.encrypt_message(flags, bufs).map(drop),
         }
     }
 
@@ -234,23 +341,28 @@ impl Session {
         match &mut self.ctx {
             Context::Ntlm(n) => n.decrypt_message(bufs).map(drop),
             Context::Negotiate(n) => n.decrypt_message(bufs).map(drop),
+            Context::Kerberos(KerberosContext::Negotiate(n)) => n.decrypt_message(bufs).map(drop),
+            Context::Kerberos(KerberosContext::Raw(k)) => k.decrypt_message(bufs).map(drop),
         }
     }
 
     /// Seals a reply into an MS-WSMV encrypted body.
     pub fn seal(&mut self, plain: &[u8]) -> Result<Vec<u8>, SealError> {
-        let mut signature = vec![0u8; NTLM_SIGNATURE_LEN];
+        let mut signature = vec![0u8; self.trailer];
         let mut data = plain.to_vec();
         let mut bufs = [
             SecurityBufferRef::token_buf(&mut signature),
             SecurityBufferRef::data_buf(&mut data),
         ];
         self.encrypt(&mut bufs)?;
+        let (sig_len, data_len) = (bufs[0].data().len(), bufs[1].data().len());
+        signature.truncate(sig_len);
+        data.truncate(data_len);
         Ok(framing::build(plain.len(), &signature, &data))
     }
 
-    /// Opens an MS-WSMV encrypted request body. Any failure desynchronises the RC4 stream: the
-    /// caller drops the session.
+    /// Opens an MS-WSMV encrypted request body. Any failure desynchronises the sealing state:
+    /// the caller drops the session.
     pub fn unseal(&mut self, body: &[u8]) -> Result<Vec<u8>, SealError> {
         let sealed = framing::parse(body)?;
         let mut signature = sealed.signature.to_vec();
@@ -260,7 +372,8 @@ impl Session {
             SecurityBufferRef::data_buf(&mut data),
         ];
         self.decrypt(&mut bufs)?;
-        Ok(data)
+        let plain = bufs[1].data().to_vec();
+        Ok(plain)
     }
 }
 

@@ -20,6 +20,8 @@ pub struct TransportFaults {
     fail_probability: AtomicU64,
     timeout_storm: AtomicU32,
     reject_credentials: AtomicBool,
+    /// Extended Protection for Authentication (CbtHardeningLevel=Strict).
+    extended_protection: AtomicBool,
     /// The host dies (refuses connections) after this many requests; 0 = never.
     die_after: AtomicU64,
     seen: AtomicU64,
@@ -45,6 +47,7 @@ impl TransportFaults {
             fail_probability: AtomicU64::new(0f64.to_bits()),
             timeout_storm: AtomicU32::new(0),
             reject_credentials: AtomicBool::new(false),
+            extended_protection: AtomicBool::new(false),
             die_after: AtomicU64::new(0),
             seen: AtomicU64::new(0),
             hang_after: AtomicU64::new(0),
@@ -153,6 +156,19 @@ impl TransportFaults {
         self.reject_credentials.load(Ordering::Relaxed)
     }
 
+    /// Extended Protection for Authentication (WinRM's `CbtHardeningLevel` Strict): an NTLM
+    /// logon over HTTPS must carry the channel binding of this host's certificate
+    /// (`tls-server-end-point`), or it is refused with 401. A hardening setting rather than a
+    /// fault; plain HTTP is not affected.
+    pub fn set_extended_protection(&self, on: bool) {
+        self.extended_protection.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether NTLM logons over HTTPS must carry the channel binding.
+    pub fn extended_protection(&self) -> bool {
+        self.extended_protection.load(Ordering::Relaxed)
+    }
+
     /// Switches every fault off.
     pub fn clear(&self) {
         self.set_refuse_connections(false);
@@ -161,6 +177,7 @@ impl TransportFaults {
         self.set_failure_probability(0.0);
         self.set_timeout_storm(0);
         self.set_reject_credentials(false);
+        self.set_extended_protection(false);
         self.set_die_after_requests(0);
         self.set_hang_after_requests(0);
     }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::util::secret::Secret;
 
 use super::faults::TransportFaults;
+use super::kerberos::ServiceKeys;
 
 /// What a PowerShell script produced on a simulated host.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -75,8 +76,8 @@ impl Account {
     }
 }
 
-/// One simulated host: its name, the loopback address it listens on, who may log on, and its
-/// transport faults.
+/// One simulated host: its name, the loopback address it listens on, who may log on and how,
+/// and its transport faults.
 #[derive(Debug, Clone)]
 pub struct HostSpec {
     /// The host's name (also the `Machine` of its faults and the name passed to [`ScriptHost`]).
@@ -84,17 +85,23 @@ pub struct HostSpec {
     /// A 127.0.0.0/8 address of its own.
     pub ip: IpAddr,
     pub accounts: Vec<Account>,
+    /// Whether NTLM logons are accepted (true by default; hardened hosts refuse them).
+    pub ntlm: bool,
+    /// The host's Kerberos service keys (from a keytab); without them it refuses Kerberos.
+    pub kerberos: Option<Arc<ServiceKeys>>,
     /// Switches the world model or a test flips while serving.
     pub faults: Arc<TransportFaults>,
 }
 
 impl HostSpec {
-    /// A host with no faults switched on.
+    /// A host with no faults switched on, NTLM allowed, no Kerberos keys.
     pub fn new(name: impl Into<String>, ip: IpAddr, accounts: Vec<Account>) -> Self {
         HostSpec {
             name: name.into(),
             ip,
             accounts,
+            ntlm: true,
+            kerberos: None,
             faults: Arc::new(TransportFaults::new()),
         }
     }
@@ -118,6 +125,12 @@ pub struct EndpointConfig {
     pub max_operation_timeout: Duration,
     /// Seeds the probabilistic faults (each host draws from its own derived stream).
     pub seed: u64,
+    /// How long a connection may take to send a request's headers, and may stay idle between
+    /// requests, before it is closed (HTTP.sys HeaderWait and IdleConnection, 120 s).
+    pub header_read_timeout: Duration,
+    /// Connections one host serves at once (HTTP and HTTPS together); one more is answered 503
+    /// and closed (WinRM 2.0's MaxConnections, 25 on Windows Server 2008 R2).
+    pub max_connections: usize,
 }
 
 impl Default for EndpointConfig {
@@ -130,6 +143,8 @@ impl Default for EndpointConfig {
             shell_idle_timeout: Duration::from_secs(180),
             max_operation_timeout: Duration::from_secs(60),
             seed: 0,
+            header_read_timeout: Duration::from_secs(120),
+            max_connections: 25,
         }
     }
 }

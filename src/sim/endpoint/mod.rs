@@ -5,7 +5,7 @@
 //! WinRM client, so the two are checked against each other and against independent peers.
 //!
 //! Layout: `server` (listeners, connections, shutdown), `service` (one request's pipeline),
-//! `auth` + `ntlm` (logons), `framing` (MS-WSMV encryption), `soap` (envelopes and faults),
+//! `auth` + `ntlm` + `kerberos` (logons), `framing` (MS-WSMV encryption), `soap` (envelopes and faults),
 //! `shell` (shells and commands), `cmdline` (cmd.exe and powershell.exe command lines),
 //! `faults` (transport fault switches), `tls` (certificates), `host` (what the endpoint is given).
 //! See docs/simulator-endpoint.md.
@@ -15,6 +15,7 @@ mod cmdline;
 mod faults;
 mod framing;
 mod host;
+mod kerberos;
 mod ntlm;
 mod server;
 mod service;
@@ -25,5 +26,6 @@ mod tls;
 pub use cmdline::{BOOTSTRAP_MARKER, MAX_COMMAND_LINE};
 pub use faults::TransportFaults;
 pub use host::{Account, EndpointConfig, HostSpec, ScriptFuture, ScriptHost, ScriptOutcome};
+pub use kerberos::{Keytab, KeytabEntry, KeytabError, ServiceKeys};
 pub use server::{EndpointError, HostAddrs, HostCounters, RunningEndpoint, serve};
 pub use tls::TlsError;

@@ -41,6 +41,41 @@ pub(crate) struct Authenticate {
     pub nt_response: Vec<u8>,
 }
 
+/// MsvAvChannelBindings and MsvAvEOL (MS-NLMP 2.2.2.1).
+const AV_CHANNEL_BINDINGS: u16 = 0x000a;
+const AV_EOL: u16 = 0x0000;
+
+/// The MsvAvChannelBindings value (the MD5 of the client's channel bindings) among the AV pairs
+/// of an NTLMv2 response, if it carries one. The AV pairs follow the 16-byte proof and the
+/// 28-byte fixed head of the blob.
+pub(crate) fn channel_bindings_of(nt_response: &[u8]) -> Option<[u8; 16]> {
+    let mut pairs = nt_response.get(MIN_NTLMV2_RESPONSE..)?;
+    while pairs.len() >= 4 {
+        let id = u16::from_le_bytes([pairs[0], pairs[1]]);
+        let len = usize::from(u16::from_le_bytes([pairs[2], pairs[3]]));
+        let value = pairs.get(4..4 + len)?;
+        if id == AV_EOL {
+            return None;
+        }
+        if id == AV_CHANNEL_BINDINGS {
+            return value.try_into().ok();
+        }
+        pairs = &pairs[4 + len..];
+    }
+    None
+}
+
+/// The MsvAvChannelBindings a client bound to a TLS channel sends: the MD5 of a
+/// gss_channel_bindings_struct (RFC 2744) with no addresses and `application_data` (for HTTPS,
+/// `tls-server-end-point:` and the certificate's hash, RFC 5929).
+pub(crate) fn channel_bindings_hash(application_data: &[u8]) -> [u8; 16] {
+    let mut md5 = Md5::new();
+    md5.update([0u8; 16]); // initiator and acceptor: address type and length, both zero
+    md5.update((application_data.len() as u32).to_le_bytes());
+    md5.update(application_data);
+    md5.finalize().into()
+}
+
 /// The message type (1, 2 or 3) of an NTLM message, if `msg` is one.
 pub(crate) fn message_type(msg: &[u8]) -> Option<u32> {
     if msg.len() < 12 || &msg[..8] != SIGNATURE {
@@ -298,5 +333,36 @@ mod tests {
         assert_eq!(parse_authenticate(msg).unwrap().user, "u");
         assert!(find_message(&token, 2).is_none());
         assert!(parse_authenticate(b"NTLMSSP\0\x03\0\0\0").is_err());
+    }
+
+    #[test]
+    fn channel_bindings_hash_as_pyspnego_computes_it() {
+        // md5(GssChannelBindings(application_data=b"tls-server-end-point:" + bytes(range(32))).pack())
+        let mut data = b"tls-server-end-point:".to_vec();
+        data.extend(0u8..32);
+        let hex: String = channel_bindings_hash(&data)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(hex, "8f1214c9c9cab8dc3bf866da9aba57a7");
+    }
+
+    #[test]
+    fn channel_bindings_are_read_from_the_av_pairs() {
+        let mut response = vec![0u8; MIN_NTLMV2_RESPONSE];
+        // MsvAvNbDomainName "D", MsvAvChannelBindings, MsvAvEOL.
+        response.extend_from_slice(&[2, 0, 2, 0, b'D', 0]);
+        response.extend_from_slice(&[0x0a, 0, 16, 0]);
+        response.extend_from_slice(&[7u8; 16]);
+        response.extend_from_slice(&[0, 0, 0, 0]);
+        assert_eq!(channel_bindings_of(&response), Some([7u8; 16]));
+        let mut without = vec![0u8; MIN_NTLMV2_RESPONSE];
+        without.extend_from_slice(&[2, 0, 2, 0, b'D', 0, 0, 0, 0, 0]);
+        assert_eq!(channel_bindings_of(&without), None);
+        assert_eq!(channel_bindings_of(&[0u8; 10]), None);
+        // A length past the end is no binding, not a panic.
+        let mut cut = vec![0u8; MIN_NTLMV2_RESPONSE];
+        cut.extend_from_slice(&[0x0a, 0, 16, 0, 1, 2]);
+        assert_eq!(channel_bindings_of(&cut), None);
     }
 }

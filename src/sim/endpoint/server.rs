@@ -1,6 +1,11 @@
 //! The listeners: for every host, HTTP and HTTPS on its own loopback address, HTTP/1.1
 //! keep-alive connections each with their own logon state, the refuse-connections fault (the
 //! listener closes and reopens), and shutdown with a bounded drain.
+//!
+//! Like HTTP.sys in front of WinRM, a listener does not let a client hold it: a connection
+//! that takes longer than `header_read_timeout` to send a request's headers (or idles that
+//! long between requests) is closed, and a host serves at most `max_connections` connections at
+//! once; one more is answered `503 Service Unavailable` and closed.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -15,7 +20,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::{Mutex, watch};
+use tokio::sync::{Mutex, Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
@@ -74,8 +79,15 @@ pub struct HostCounters {
     pub connections: u64,
     /// HTTP requests received.
     pub requests: u64,
-    /// Logons refused (wrong user or password, NTLMv1, Basic over HTTP, the reject fault).
+    /// Logons refused (wrong user or password, NTLMv1, Basic over HTTP, the reject fault, a
+    /// refused Kerberos ticket, NTLM on a host that allows no NTLM).
     pub auth_failures: u64,
+    /// NTLM logons that succeeded.
+    pub ntlm_logons: u64,
+    /// Kerberos logons that succeeded.
+    pub kerberos_logons: u64,
+    /// NTLM logons refused because the host allows no NTLM (`ntlm: false`).
+    pub ntlm_refused: u64,
     pub shells_created: u64,
     pub shells_deleted: u64,
     /// Shells open now.
@@ -86,6 +98,8 @@ pub struct HostCounters {
     pub timed_out: u64,
     /// HTTP 500s injected by the fault switches.
     pub injected_errors: u64,
+    /// Connections turned away because the host served `max_connections` already.
+    pub connections_refused: u64,
 }
 
 /// A running endpoint. Dropping it stops the listeners without waiting; [`shutdown`] waits for
@@ -133,13 +147,32 @@ impl RunningEndpoint {
             connections: get(&c.connections),
             requests: get(&c.requests),
             auth_failures: get(&c.auth_failures),
+            ntlm_logons: get(&c.ntlm_logons),
+            kerberos_logons: get(&c.kerberos_logons),
+            ntlm_refused: get(&c.ntlm_refused),
             shells_created: get(&c.shells_created),
             shells_deleted: get(&c.shells_deleted),
             shells_open: rt.shells.open() as u64,
             commands: get(&c.commands),
             timed_out: get(&c.timed_out),
             injected_errors: get(&c.injected_errors),
+            connections_refused: get(&c.connections_refused),
         })
+    }
+
+    /// How one host takes logons, for banners: `kerberos HTTP/h@R, no NTLM`, `NTLM`, ...
+    pub fn logons(&self, name: &str) -> Option<String> {
+        let spec = &self.runtimes.get(name)?.spec;
+        let mut parts = Vec::new();
+        if let Some(keys) = &spec.kerberos {
+            parts.push(format!("kerberos {}", keys.principals().join(" ")));
+        }
+        parts.push(if spec.ntlm {
+            "NTLM".into()
+        } else {
+            "no NTLM".into()
+        });
+        Some(parts.join(", "))
     }
 
     /// One host's fault switches (the same `Arc` its [`HostSpec`] carried).
@@ -199,6 +232,7 @@ pub async fn serve(
     let mut runtimes = HashMap::new();
     let mut listeners = Vec::new();
     for spec in hosts {
+        let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
         let runtime = Arc::new(HostRuntime::new(
             spec.clone(),
             Arc::clone(&config),
@@ -228,12 +262,28 @@ pub async fn serve(
             }
         };
         let (http, http_addr) = bind(config.http_port).await?;
-        listeners.push((http, http_addr, Arc::clone(&runtime), None));
+        listeners.push((
+            http,
+            http_addr,
+            Arc::clone(&runtime),
+            None,
+            Arc::clone(&slots),
+        ));
         let mut https_addr = None;
         if let (Some(port), Some(authority)) = (config.https_port, &authority) {
             let (https, addr) = bind(port).await?;
-            let tls = TlsAcceptor::from(authority.server_config(&spec.name, spec.ip)?);
-            listeners.push((https, addr, Arc::clone(&runtime), Some(tls)));
+            let (config, binding) = authority.server_config(&spec.name, spec.ip)?;
+            let _ = runtime
+                .channel_bindings
+                .set(super::ntlm::channel_bindings_hash(&binding));
+            let tls = TlsAcceptor::from(config);
+            listeners.push((
+                https,
+                addr,
+                Arc::clone(&runtime),
+                Some(tls),
+                Arc::clone(&slots),
+            ));
             https_addr = Some(addr);
         }
         tracing::info!(host = %spec.name, http = %http_addr, https = ?https_addr, "simulated WinRM listener");
@@ -247,8 +297,15 @@ pub async fn serve(
 
     let tasks = listeners
         .into_iter()
-        .map(|(listener, addr, runtime, tls)| {
-            tokio::spawn(listen(listener, addr, runtime, tls, stop.subscribe()))
+        .map(|(listener, addr, runtime, tls, slots)| {
+            tokio::spawn(listen(
+                listener,
+                addr,
+                runtime,
+                tls,
+                slots,
+                stop.subscribe(),
+            ))
         })
         .collect();
     Ok(RunningEndpoint {
@@ -286,11 +343,16 @@ async fn rebind(addr: SocketAddr, stop: &mut watch::Receiver<bool>) -> Option<Tc
     }
 }
 
+/// The answer to a connection over the cap (before any TLS: the client gets a clear refusal).
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nServer: Microsoft-HTTPAPI/2.0\r\n\
+Content-Length: 0\r\nConnection: close\r\n\r\n";
+
 async fn listen(
     listener: TcpListener,
     addr: SocketAddr,
     runtime: Arc<HostRuntime>,
     tls: Option<TlsAcceptor>,
+    slots: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut refuse = runtime.spec.faults.watch_refuse();
@@ -321,12 +383,26 @@ async fn listen(
         };
         tokio::select! {
             accepted = current.accept() => match accepted {
-                Ok((tcp, peer)) => {
+                Ok((mut tcp, peer)) => {
                     let _ = tcp.set_nodelay(true);
+                    let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                        super::shell::Counters::bump(&runtime.counters.connections_refused);
+                        tracing::debug!(host = %runtime.spec.name, %peer, "too many connections: 503");
+                        let plain = tls.is_none();
+                        connections.spawn(async move {
+                            use tokio::io::AsyncWriteExt;
+                            if plain {
+                                let _ = tokio::time::timeout(Duration::from_secs(1), tcp.write_all(BUSY)).await;
+                            }
+                            let _ = tcp.shutdown().await;
+                        });
+                        continue;
+                    };
                     let runtime = Arc::clone(&runtime);
                     let tls = tls.clone();
                     let stop = stop.clone();
                     connections.spawn(async move {
+                        let _slot = slot;
                         match tls {
                             None => serve_connection(tcp, runtime, false, peer, stop).await,
                             Some(acceptor) => {
@@ -381,8 +457,11 @@ async fn serve_connection<IO>(
             Ok::<_, Infallible>(conn.handle(req).await)
         }
     });
+    let header_read_timeout = runtime.config.header_read_timeout;
     let conn = http1::Builder::new()
         .keep_alive(true)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
         .serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     tokio::select! {

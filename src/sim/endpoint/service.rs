@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use crate::util::prng::Prng;
 
-use super::auth::{self, Handshake, Outcome, Session};
+use super::auth::{self, Handshake, Outcome, Policy, Protocol, Session};
 use super::framing;
 use super::host::{EndpointConfig, HostSpec, ScriptHost};
 use super::shell::{self, Counters, Received, Shells};
@@ -30,6 +30,8 @@ pub(crate) struct HostRuntime {
     pub counters: Arc<Counters>,
     pub prng: Mutex<Prng>,
     pub stop: watch::Receiver<bool>,
+    /// The MsvAvChannelBindings an NTLM logon over this host's HTTPS listener carries.
+    pub channel_bindings: std::sync::OnceLock<[u8; 16]>,
 }
 
 impl HostRuntime {
@@ -47,6 +49,7 @@ impl HostRuntime {
             config,
             counters,
             stop,
+            channel_bindings: std::sync::OnceLock::new(),
         }
     }
 
@@ -92,6 +95,8 @@ fn reply(status: StatusCode, content_type: Option<&str>, body: Vec<u8>) -> Reply
 enum Stop {
     /// 401 with the listener's challenge headers.
     Unauthorized(&'static str),
+    /// 401 with this `Negotiate` token: a refused Kerberos ticket's KRB-ERROR, as Windows sends.
+    Rejected(Vec<u8>),
     /// A bare status (404, 405, 413, 500).
     Status(StatusCode, bool),
 }
@@ -127,6 +132,9 @@ impl Connection {
             Stop::Unauthorized(why) => {
                 tracing::debug!(host = %self.host.spec.name, why, "401");
                 self.challenge()
+            }
+            Stop::Rejected(token) => {
+                with_token(reply(StatusCode::UNAUTHORIZED, None, Vec::new()), &token)
             }
             Stop::Status(status, close) => {
                 let mut r = reply(status, None, Vec::new());
@@ -321,7 +329,23 @@ impl Connection {
             return Err(self.refuse_logon("Negotiate token is not base64"));
         };
         let outcome = if auth::is_initial(&token) {
-            Handshake::begin(&token, &host.spec.name, &host.spec.accounts)
+            let policy = Policy {
+                host: &host.spec.name,
+                accounts: &host.spec.accounts,
+                ntlm: host.spec.ntlm,
+                kerberos: host.spec.kerberos.as_deref(),
+            };
+            if host.spec.faults.rejects_credentials()
+                && super::kerberos::offer(&token) != super::kerberos::Offer::Ntlm
+            {
+                // A Kerberos logon proves the password at the KDC; "rejected credentials" on
+                // this host means its account is refused here.
+                return Err(self.refuse_logon("credentials rejected (fault)"));
+            }
+            if !host.spec.ntlm && super::kerberos::offer(&token) == super::kerberos::Offer::Ntlm {
+                Counters::bump(&host.counters.ntlm_refused);
+            }
+            Handshake::begin(&token, policy)
         } else {
             match std::mem::replace(&mut self.logon, Logon::None) {
                 Logon::Pending(handshake) => {
@@ -330,6 +354,20 @@ impl Connection {
                         && super::ntlm::find_message(&token, 3).is_some()
                     {
                         return Err(self.refuse_logon("credentials rejected (fault)"));
+                    }
+                    // Extended Protection: over HTTPS, the logon must be bound to this channel.
+                    if self.tls
+                        && host.spec.faults.extended_protection()
+                        && let Some(msg) = super::ntlm::find_message(&token, 3)
+                    {
+                        let sent = super::ntlm::parse_authenticate(msg)
+                            .ok()
+                            .and_then(|a| super::ntlm::channel_bindings_of(&a.nt_response));
+                        if sent.is_none() || sent.as_ref() != host.channel_bindings.get() {
+                            return Err(self.refuse_logon(
+                                "Extended Protection: the logon carries no channel binding of this connection",
+                            ));
+                        }
                     }
                     handshake.next(&token, &host.spec.accounts)
                 }
@@ -342,11 +380,21 @@ impl Connection {
                 Ok(Leg::Challenge(token))
             }
             Outcome::Established(session, token) => {
-                tracing::debug!(host = %host.spec.name, account = %session.account, "logged on");
+                tracing::debug!(host = %host.spec.name, account = %session.account, protocol = ?session.protocol, "logged on");
+                Counters::bump(match session.protocol {
+                    Protocol::Ntlm => &host.counters.ntlm_logons,
+                    Protocol::Kerberos => &host.counters.kerberos_logons,
+                });
                 self.logon = Logon::Established(session);
                 Ok(Leg::LoggedOn(token))
             }
-            Outcome::Refused(why) => Err(self.refuse_logon(&why)),
+            Outcome::Refused { why, token } => {
+                let stop = self.refuse_logon(&why);
+                Err(match token {
+                    Some(t) => Stop::Rejected(t),
+                    None => stop,
+                })
+            }
         }
     }
 

@@ -26,11 +26,15 @@ pub(crate) struct Counters {
     pub connections: AtomicU64,
     pub requests: AtomicU64,
     pub auth_failures: AtomicU64,
+    pub ntlm_logons: AtomicU64,
+    pub kerberos_logons: AtomicU64,
+    pub ntlm_refused: AtomicU64,
     pub shells_created: AtomicU64,
     pub shells_deleted: AtomicU64,
     pub commands: AtomicU64,
     pub timed_out: AtomicU64,
     pub injected_errors: AtomicU64,
+    pub connections_refused: AtomicU64,
 }
 
 impl Counters {

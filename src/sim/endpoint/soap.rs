@@ -107,7 +107,10 @@ pub(crate) fn parse_document(xml: &[u8]) -> Result<Element, ParseError> {
                 for attr in e.attributes() {
                     let attr = attr.map_err(xml_error)?;
                     let key = String::from_utf8_lossy(attr.key.local_name().as_ref()).into_owned();
-                    let value = attr.unescape_value().map_err(xml_error)?.into_owned();
+                    let value = attr
+                        .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                        .map_err(xml_error)?
+                        .into_owned();
                     el.attrs.push((key, value));
                 }
                 if matches!(event, Event::Empty(_)) {

@@ -11,6 +11,7 @@ use rcgen::{
 };
 use rustls::ServerConfig;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use sha2::Digest as _;
 
 /// Why certificates or the TLS configuration could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -51,8 +52,14 @@ impl Authority {
         &self.ca_pem
     }
 
-    /// A rustls server configuration with a leaf certificate for `name` and `ip`.
-    pub fn server_config(&self, name: &str, ip: IpAddr) -> Result<Arc<ServerConfig>, TlsError> {
+    /// A rustls server configuration with a leaf certificate for `name` and `ip`, and the
+    /// leaf's `tls-server-end-point` channel binding (RFC 5929: its certificates are ECDSA P-256
+    /// with SHA-256, so the hash is SHA-256).
+    pub fn server_config(
+        &self,
+        name: &str,
+        ip: IpAddr,
+    ) -> Result<(Arc<ServerConfig>, Vec<u8>), TlsError> {
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, name);
@@ -63,6 +70,8 @@ impl Authority {
         }
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.issuer)?;
+        let mut binding = b"tls-server-end-point:".to_vec();
+        binding.extend_from_slice(&sha2::Sha256::digest(cert.der()));
         let chain = vec![cert.der().clone(), self.ca_der.clone()];
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
         let config =
@@ -70,6 +79,6 @@ impl Authority {
                 .with_safe_default_protocol_versions()?
                 .with_no_client_auth()
                 .with_single_cert(chain, key)?;
-        Ok(Arc::new(config))
+        Ok((Arc::new(config), binding))
     }
 }

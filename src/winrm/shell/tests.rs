@@ -25,6 +25,8 @@ enum Outcome {
 struct Scripted {
     expected: VecDeque<(Operation, Outcome)>,
     calls: Vec<(Operation, String)>,
+    /// Answers every Receive that the script does not list (a server that never finishes).
+    endless_receive: Option<fn() -> Outcome>,
 }
 
 impl Scripted {
@@ -32,6 +34,7 @@ impl Scripted {
         Scripted {
             expected: steps.into(),
             calls: Vec::new(),
+            endless_receive: None,
         }
     }
 
@@ -57,6 +60,21 @@ impl Exchange for Scripted {
         _timeout: Duration,
     ) -> Result<Document, WinrmError> {
         self.calls.push((operation, soap.to_string()));
+        let listed = self
+            .expected
+            .front()
+            .is_some_and(|(op, _)| *op == operation);
+        if let (Operation::ReceiveOutput, Some(answer), false) =
+            (operation, self.endless_receive, listed)
+        {
+            return match answer() {
+                Outcome::Xml(xml) => Ok(Document::parse(xml.as_bytes()).unwrap()),
+                Outcome::Fail(failure) => {
+                    Err(WinrmError::new("127.0.1.2:5985", operation, failure))
+                }
+                Outcome::After(..) => unreachable!("endless answers come at once"),
+            };
+        }
         let (expected, mut outcome) = self
             .expected
             .pop_front()
@@ -135,6 +153,7 @@ fn driver(steps: Vec<(Operation, Outcome)>) -> ShellDriver<Scripted> {
         ShellConfig {
             codepage: 437,
             operation_timeout_secs: 20,
+            max_output: 1024 * 1024,
         },
     )
 }
@@ -392,4 +411,89 @@ async fn a_long_script_goes_through_stdin_in_chunks() {
         joined.extend(BASE64.decode(stream.text.trim()).unwrap());
     }
     assert_eq!(&joined, plan.stdin.as_ref().unwrap());
+}
+
+/// A server that answers every Receive at once, without output and without finishing.
+async fn against_an_idle_server(answer: fn() -> Outcome) -> (WinrmError, Vec<Operation>) {
+    against_an_idle_server_for(answer, Duration::from_secs(20)).await
+}
+
+async fn against_an_idle_server_for(
+    answer: fn() -> Outcome,
+    deadline: Duration,
+) -> (WinrmError, Vec<Operation>) {
+    let mut d = driver(vec![
+        (Create, created(SHELL)),
+        (Command, started(CMD)),
+        (Signal, empty()),
+        (Delete, empty()),
+    ]);
+    d.exchange.endless_receive = Some(answer);
+    let err = d.run(&powershell::plan("1"), deadline).await.unwrap_err();
+    (err, d.exchange.ops())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_server_that_never_waits_fails_after_twice_the_operation_timeout() {
+    let started = Instant::now();
+    let (err, ops) = against_an_idle_server_for(timed_out, Duration::from_secs(600)).await;
+    assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
+    assert!(!err.is_transient());
+    let text = err.to_string();
+    assert!(
+        text.contains(
+            "Receives at once without output for more than 40 s; a WinRM server holds a Receive"
+        ),
+        "{text}"
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(40) && waited < Duration::from_secs(43),
+        "{waited:?}"
+    );
+    assert!(count_of(&ops, Receive) <= 30, "{ops:?}");
+    assert_eq!(&ops[ops.len() - 2..], &[Signal, Delete]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn receives_answered_at_once_without_progress_back_off() {
+    for answer in [(|| output(b"", None)) as fn() -> Outcome, timed_out] {
+        let (err, ops) = against_an_idle_server(answer).await;
+        assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+        let receives = count_of(&ops, Receive);
+        // 50 ms doubling to 2 s: about 15 Receives in 20 s (without the pause: unbounded).
+        assert!(
+            (10..=20).contains(&receives),
+            "{receives} receives: {ops:?}"
+        );
+        assert_eq!(&ops[ops.len() - 2..], &[Signal, Delete]);
+    }
+}
+
+fn count_of(ops: &[Operation], which: Operation) -> usize {
+    ops.iter().filter(|op| **op == which).count()
+}
+
+#[tokio::test(start_paused = true)]
+async fn output_past_the_cap_stops_the_command() {
+    let (err, ops) = against_an_idle_server(|| output(&[b'x'; 300 * 1024], None)).await;
+    assert_eq!(err.kind(), ErrorKind::Limit, "{err}");
+    assert!(!err.is_transient());
+    assert_eq!(
+        err.to_string(),
+        "receive output on 127.0.1.2:5985: the command's output passed 1 MiB, the most one \
+         command may produce (winrm: { max_output_mb: N } in the inventory raises it); the \
+         command was stopped"
+    );
+    assert_eq!(count_of(&ops, Receive), 4, "{ops:?}");
+    assert_eq!(&ops[ops.len() - 2..], &[Signal, Delete]);
+}
+
+#[test]
+fn the_idle_backoff_doubles_up_to_two_seconds() {
+    let delays: Vec<u64> = IdleBackoff::new()
+        .take(8)
+        .map(|d| d.as_millis() as u64)
+        .collect();
+    assert_eq!(delays, [50, 100, 200, 400, 800, 1600, 2000, 2000]);
 }
