@@ -175,7 +175,7 @@ pub enum TurnPhase {
 /// Why a server ended as it did. Stored in the journal as it is; the words are rendered from
 /// it ([`Reason::describe`]), and decisions (does it unblock its children, is the run partial)
 /// are made on the variant, never on the words.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Reason {
     /// Its upstream did not let it go ahead.
@@ -265,122 +265,18 @@ pub enum Reason {
     },
 }
 
-/// Format 1 wrote reasons as plain strings; format 2 writes the tagged object.
-impl<'de> Deserialize<'de> for Reason {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Reason, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(tag = "kind", rename_all = "kebab-case")]
-        enum Tagged {
-            Blocked {
-                upstream: String,
-                upstream_result: ServerResult,
-            },
-            PlanSkip {
-                why: String,
-            },
-            NoPath {
-                version: String,
-                why: Option<String>,
-            },
-            NotSynced,
-            Contradicted {
-                contradictions: Vec<String>,
-            },
-            Unreachable {
-                error: String,
-            },
-            UnknownVersion {
-                version_string: String,
-            },
-            StepFailed {
-                step: usize,
-                action: String,
-                error: String,
-            },
-            RestoreFailed {
-                obligation: String,
-                error: String,
-                after: Option<Box<Reason>>,
-            },
-            VerificationFailed {
-                clients: Vec<ClientFailure>,
-            },
-            JournalFailed {
-                error: String,
-                step: Option<usize>,
-            },
-            InterruptedBeforeChanges {
-                not_run: Vec<String>,
-            },
-            InterruptedAfterChanges {
-                phase: TurnPhase,
-                changed: Vec<String>,
-                not_run: Vec<String>,
-            },
-            Legacy {
-                text: String,
-            },
-        }
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Either {
-            Words(String),
-            Tagged(Tagged),
-        }
-        Ok(match Either::deserialize(d)? {
-            Either::Words(text) => Reason::Legacy { text },
-            Either::Tagged(t) => match t {
-                Tagged::Blocked {
-                    upstream,
-                    upstream_result,
-                } => Reason::Blocked {
-                    upstream,
-                    upstream_result,
-                },
-                Tagged::PlanSkip { why } => Reason::PlanSkip { why },
-                Tagged::NoPath { version, why } => Reason::NoPath { version, why },
-                Tagged::NotSynced => Reason::NotSynced,
-                Tagged::Contradicted { contradictions } => Reason::Contradicted { contradictions },
-                Tagged::Unreachable { error } => Reason::Unreachable { error },
-                Tagged::UnknownVersion { version_string } => {
-                    Reason::UnknownVersion { version_string }
-                }
-                Tagged::StepFailed {
-                    step,
-                    action,
-                    error,
-                } => Reason::StepFailed {
-                    step,
-                    action,
-                    error,
-                },
-                Tagged::RestoreFailed {
-                    obligation,
-                    error,
-                    after,
-                } => Reason::RestoreFailed {
-                    obligation,
-                    error,
-                    after,
-                },
-                Tagged::VerificationFailed { clients } => Reason::VerificationFailed { clients },
-                Tagged::JournalFailed { error, step } => Reason::JournalFailed { error, step },
-                Tagged::InterruptedBeforeChanges { not_run } => {
-                    Reason::InterruptedBeforeChanges { not_run }
-                }
-                Tagged::InterruptedAfterChanges {
-                    phase,
-                    changed,
-                    not_run,
-                } => Reason::InterruptedAfterChanges {
-                    phase,
-                    changed,
-                    not_run,
-                },
-                Tagged::Legacy { text } => Reason::Legacy { text },
-            },
-        })
+/// Reads a server's reason: format 1 wrote it as plain words, format 2 writes the tagged object.
+fn reason_of_either_format<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Reason>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Words(String),
+        Tagged(Reason),
     }
+    Ok(Option::<Either>::deserialize(d)?.map(|e| match e {
+        Either::Words(text) => Reason::Legacy { text },
+        Either::Tagged(r) => r,
+    }))
 }
 
 fn list(items: &[String]) -> String {
@@ -677,6 +573,7 @@ pub enum Record {
         /// Result.
         result: ServerResult,
         /// Why (for everything but done).
+        #[serde(default, deserialize_with = "reason_of_either_format")]
         reason: Option<Reason>,
         /// The path it took, once known.
         #[serde(default)]
@@ -718,14 +615,32 @@ mod tests {
 
     #[test]
     fn reasons_read_from_both_formats() {
-        let legacy: Reason =
-            serde_json::from_str("\"its upstream wsus-us was not touched\"").unwrap();
+        let legacy = reason_of_either_format(&mut serde_json::Deserializer::from_str(
+            "\"its upstream wsus-us was not touched\"",
+        ))
+        .unwrap();
         assert_eq!(
             legacy,
-            Reason::Legacy {
+            Some(Reason::Legacy {
                 text: "its upstream wsus-us was not touched".into()
-            }
+            })
         );
+        let finished: Record = serde_json::from_str(
+            r#"{"type":"server-finished","server":"b","result":"skipped","reason":"not touched: x","path":"3.0-rtm","at":"t"}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            finished,
+            Record::ServerFinished {
+                reason: Some(Reason::Legacy { .. }),
+                ..
+            }
+        ));
+        let done: Record = serde_json::from_str(
+            r#"{"type":"server-finished","server":"b","result":"done","reason":null,"at":"t"}"#,
+        )
+        .unwrap();
+        assert!(matches!(done, Record::ServerFinished { reason: None, .. }));
         let typed = Reason::Blocked {
             upstream: "wsus-us".into(),
             upstream_result: ServerResult::Interrupted,
