@@ -19,7 +19,7 @@ use std::sync::mpsc;
 use tokio::sync::oneshot;
 
 use super::record::Record;
-use crate::util::platform::{open_owner_only, rename_durable};
+use crate::util::platform::{cut_back, open_owner_only, rename_durable};
 
 struct Req {
     line: Vec<u8>,
@@ -88,8 +88,7 @@ impl JournalWriter {
     pub fn reopen(path: &Path, append_at: u64) -> io::Result<JournalWriter> {
         let f = OpenOptions::new().append(true).open(path)?;
         if f.metadata()?.len() > append_at {
-            f.set_len(append_at)?;
-            f.sync_data()?;
+            cut_back(&f, path, append_at)?;
         }
         Ok(Self::spawn(f, path, append_at))
     }
@@ -97,6 +96,7 @@ impl JournalWriter {
     fn spawn(mut file: File, path: &Path, len: u64) -> JournalWriter {
         let (tx, rx) = mpsc::channel::<Req>();
         let name = format!("journal:{}", path.display());
+        let cut_path = path.to_path_buf();
         let spawned = std::thread::Builder::new().name(name).spawn(move || {
             let mut good_len = len;
             let mut dead: Option<String> = None;
@@ -122,8 +122,7 @@ impl JournalWriter {
                             Err(Failure::Write(e)) => {
                                 // Cut back to the last durable record, so that nothing later
                                 // lands behind half a record.
-                                if let Err(t) = file.set_len(good_len).and_then(|()| file.sync_data())
-                                {
+                                if let Err(t) = cut_back(&file, &cut_path, good_len) {
                                     dead = Some(format!(
                                         "the journal takes no more records: a write failed ({e}) and the file could not be cut back ({t})"
                                     ));

@@ -1,7 +1,8 @@
 //! What the operating system answers differently on Unix and on Windows, in one place: this
 //! machine's host name, whether a process of this host is alive, files that only their owner
-//! may read, a rename that is durable once it returns, and the figures the benchmarks read
-//! about their own process. Everything else in the crate is the same on both.
+//! may read, a rename that is durable once it returns, cutting back a file open for appending,
+//! and the figures the benchmarks read about their own process. Everything else in the crate is
+//! the same on both.
 //!
 //! Windows: the host name is `GetComputerNameExW` (DNS host name); a process is alive while
 //! `OpenProcess` finds it and its handle is not signalled; an owner-only file gets a protected
@@ -51,6 +52,13 @@ pub fn open_owner_only(options: &mut OpenOptions, path: &Path) -> io::Result<Fil
 /// rename, then an fsync of the folder; on Windows a write-through move.
 pub fn rename_durable(from: &Path, to: &Path) -> io::Result<()> {
     imp::rename_durable(from, to)
+}
+
+/// Cuts `file` (open for appending at `path`) back to `len` bytes and syncs it. Windows refuses
+/// to change a file's length through an append-only handle (std's `append`), so there it is
+/// done through a second handle that may write; the appending handle goes on at the new end.
+pub fn cut_back(file: &File, path: &Path, len: u64) -> io::Result<()> {
+    imp::cut_back(file, path, len)
 }
 
 /// The CPU time this process has used, if the system says.
@@ -106,6 +114,11 @@ mod imp {
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         File::open(dir)?.sync_all()
+    }
+
+    pub fn cut_back(file: &File, _path: &Path, len: u64) -> io::Result<()> {
+        file.set_len(len)?;
+        file.sync_data()
     }
 
     pub fn cpu_times() -> Option<CpuTimes> {
@@ -311,6 +324,12 @@ mod imp {
         Ok(())
     }
 
+    pub fn cut_back(_file: &File, path: &Path, len: u64) -> io::Result<()> {
+        let w = OpenOptions::new().write(true).open(path)?;
+        w.set_len(len)?;
+        w.sync_data()
+    }
+
     pub fn cpu_times() -> Option<CpuTimes> {
         let zero = FILETIME {
             dwLowDateTime: 0,
@@ -424,6 +443,17 @@ mod tests {
             rename_durable(&a, &b).unwrap_err().kind(),
             io::ErrorKind::NotFound
         );
+    }
+
+    #[test]
+    fn a_file_open_for_appending_is_cut_back_and_appended_to_at_its_new_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        std::fs::write(&path, "one\ntwo\nhalf a rec").unwrap();
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        cut_back(&f, &path, 8).unwrap();
+        f.write_all(b"three\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\ntwo\nthree\n");
     }
 
     #[test]
